@@ -1,0 +1,1 @@
+"""Agents layer: incident intake, investigation worker and (later) the supervisor graph."""

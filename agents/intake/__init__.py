@@ -1,0 +1,1 @@
+"""Incident intake: webhook payload schemas, normalisation, dedup/grouping store, group commit."""

@@ -1,0 +1,1 @@
+"""Entry points: FastAPI app, webhook and REST routes, CLI."""

@@ -1,0 +1,78 @@
+"""FastAPI application factory: routes, error mapping, startup of ingest and workers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from agents.facade import Runtime
+from api.errors import install_error_handlers
+from api.metrics import Metrics
+from api.routes import audit, health, incidents, tokens, webhooks
+from api.state import AppState
+from core.database import Database, database_from_settings
+from core.settings import Settings, get_settings
+from guardrails import audit as audit_trail
+from guardrails.tokens import ensure_bootstrap_tokens
+
+log = logging.getLogger("metaops")
+
+
+async def bootstrap(db: Database, settings: Settings) -> dict[str, str]:
+    """First start: create the admin and webhook tokens and print them once."""
+    async with db.write() as session:
+        created = await ensure_bootstrap_tokens(session, settings)
+        for name in created:
+            await audit_trail.append(session, type="token.created", actor=audit_trail.SYSTEM,
+                                     target=f"token:{name}", outcome="created",
+                                     payload={"bootstrap": True})
+    for name, token in created.items():
+        # Printed once; only the hash is stored. stdout, not the log, so log shipping skips it.
+        print(f"metaops: created {name} token (shown once, store it now): {token}",
+              file=sys.stdout, flush=True)
+    return created
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = db or database_from_settings(settings)
+    runtime = Runtime(db, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await bootstrap(db, settings)
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="metaops",
+        version="0.1.0",
+        description="Autonomous operations for LLM applications: alerts in, incidents, audit.",
+        lifespan=lifespan,
+    )
+    app.state.metaops = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
+    install_error_handlers(app)
+    for module in (webhooks, incidents, audit, tokens, health):
+        app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                webhooks.webhook_schemas())
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,295 @@
+"""The `metaops` command line: server, database, tokens, and HTTP client commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+
+from core.errors import MetaopsError
+from core.settings import Settings, get_settings
+
+app = typer.Typer(help="metaops: autonomous operations for LLM applications.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+alert_app = typer.Typer(help="Send alerts (as a webhook sender would).", no_args_is_help=True)
+incidents_app = typer.Typer(help="Incidents.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+for _sub, _name in ((db_app, "db"), (token_app, "token"), (alert_app, "alert"),
+                    (incidents_app, "incidents"), (audit_app, "audit")):
+    app.add_typer(_sub, name=_name)
+
+EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_CHAIN = 1, 2, 3, 4
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """The one place CLI errors become a message on stderr and an exit code."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except Exception as exc:  # pydantic's ValidationError, shown without a traceback
+        fail(f"bad configuration: {exc}")
+
+
+def _client(settings: Settings) -> httpx.Client:
+    headers = {}
+    if settings.token is not None:
+        headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
+    return httpx.Client(base_url=settings.url, headers=headers, timeout=30.0)
+
+
+def _request(method: str, path: str, **kwargs: Any) -> httpx.Response:
+    settings = _settings()
+    try:
+        with _client(settings) as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        fail(f"cannot reach metaops at {settings.url} ({exc.__class__.__name__}); "
+             "is `metaops serve` running? (set METAOPS_URL)", EXIT_UNREACHABLE)
+    if response.status_code in (401, 403):
+        hint = "" if settings.token else " (METAOPS_TOKEN is not set)"
+        fail(f"{_message(response)}{hint}", EXIT_AUTH)
+    if response.status_code >= 400:
+        fail(f"HTTP {response.status_code}: {_message(response)}")
+    return response
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        err = response.json()["error"]
+        fields = err.get("details", {}).get("fields")
+        extra = "; ".join(f"{f['field']}: {f['problem']}" for f in fields[1:]) if fields else ""
+        return str(err["message"]) + (f"; {extra}" if extra else "")
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300] or response.reason_phrase
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (METAOPS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (METAOPS_PORT)")] = None,
+) -> None:
+    """Migrate the database, then serve the API, webhooks and background workers."""
+    import logging
+
+    import uvicorn
+
+    from api.app import create_app
+    from core.migrations import upgrade
+
+    settings = _settings()
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
+                log_level=settings.log_level.lower(), access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to the configured database."""
+    from core.migrations import upgrade
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is at the latest revision")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Principal name the token acts as")],
+    role: Annotated[str, typer.Option(help="viewer | approver | admin | webhook")],
+    source: Annotated[str | None, typer.Option(help="Webhook tokens: limit to one source")] = None,
+) -> None:
+    """Create a token in the configured database and print it once."""
+    from core.database import database_from_settings
+    from guardrails import audit
+    from guardrails.tokens import create_token
+
+    settings = _settings()
+
+    async def run() -> str:
+        db = database_from_settings(settings)
+        try:
+            async with db.write() as session:
+                row, token = await create_token(session, name=name, role=role, source=source,
+                                                created_by="cli")
+                await audit.append(session, type="token.created",
+                                   actor=audit.Actor("human", "cli", "cli"),
+                                   target=f"token:{row.name}", outcome="created",
+                                   payload={"role": row.role, "source": row.source})
+            return token
+        finally:
+            await db.dispose()
+
+    try:
+        token = asyncio.run(run())
+    except MetaopsError as exc:
+        fail(exc.message)
+    typer.echo(token)
+
+
+@alert_app.command("send")
+def alert_send(
+    file: Annotated[Path, typer.Argument(help="JSON body to post", exists=True, dir_okay=False)],
+    source: Annotated[str, typer.Option(help="alertmanager|grafana|pagerduty|generic")] = (
+        "alertmanager"),
+) -> None:
+    """Post FILE to /webhooks/SOURCE and print the incidents it touched."""
+    body = file.read_bytes()
+    response = _request("POST", f"/webhooks/{source}", content=body,
+                        headers={"Content-Type": "application/json"})
+    result = response.json()
+    ids = ", ".join(str(i) for i in result.get("incident_ids", [])) or "none"
+    typer.echo(f"accepted: incidents {ids}")
+
+
+@incidents_app.command("list")
+def incidents_list(
+    status: Annotated[str | None, typer.Option(help="open | resolved")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List incidents, newest first."""
+    params = {"status": status} if status else {}
+    data = _request("GET", "/api/v1/incidents", params=params).json()
+    if as_json:
+        _print_json(data)
+        return
+    for inc in data["incidents"]:
+        typer.echo(f"#{inc['id']:<5} {inc['status']:<9} {inc['severity']:<9} "
+                   f"{inc['alert_count']:>3} alerts  {inc['title']}")
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: Annotated[int, typer.Argument(help="Incident id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show one incident: alerts and timeline."""
+    inc = _request("GET", f"/api/v1/incidents/{incident_id}").json()
+    if as_json:
+        _print_json(inc)
+        return
+    typer.echo(f"Incident #{inc['id']}: {inc['title']}")
+    typer.echo(f"  status {inc['status']}, severity {inc['severity']}, "
+               f"investigation {inc['investigation']}")
+    typer.echo(f"  services: {', '.join(inc['services']) or '-'}; opened {inc['created_at']}")
+    typer.echo("Alerts:")
+    for a in inc["alerts"]:
+        typer.echo(f"  - {a['name']} [{a['status']}] {a['service'] or '-'}: {a['title']}"
+                   f" (seen {a['times_seen']}x)")
+    typer.echo("Timeline:")
+    for e in inc["timeline"]:
+        typer.echo(f"  {e['ts']}  {e['type']:<22} by {e['actor']['id']} via {e['actor']['via']}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[Path | None, typer.Option(help="Verify an NDJSON export offline")] = None,
+) -> None:
+    """Check the hash chain (database, or an export with --file); exit 4 naming the bad seq."""
+    from guardrails import audit
+
+    if file is not None:
+        if not file.is_file():
+            fail(f"no such file: {file}")
+        with file.open(encoding="utf-8", errors="replace") as handle:
+            report = audit.verify_file(handle)
+    else:
+        from core.database import database_from_settings
+
+        settings = _settings()
+
+        async def run() -> audit.VerifyReport:
+            db = database_from_settings(settings)
+            try:
+                async with db.read() as session:
+                    return await audit.verify_database(session)
+            finally:
+                await db.dispose()
+
+        try:
+            report = asyncio.run(run())
+        except Exception as exc:
+            fail(f"cannot read the audit trail: {exc.__class__.__name__}: {exc}",
+                 EXIT_UNREACHABLE)
+    if report.ok:
+        typer.echo(f"audit chain OK: {report.count} events, head seq {report.head_seq} "
+                   f"hash {report.head_hash[:16]}")
+        return
+    fail(f"audit chain BROKEN at seq {report.first_bad_seq}: {report.reason} "
+         f"({report.count} events verified before it)", EXIT_CHAIN)
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option(help="Where to write the NDJSON export")],
+) -> None:
+    """Download the whole audit trail as NDJSON (needs an admin token)."""
+    settings = _settings()
+    count = 0
+    try:
+        with _client(settings) as client, client.stream("GET", "/api/v1/audit/export") as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                fail(f"HTTP {resp.status_code}: {_message(resp)}",
+                     EXIT_AUTH if resp.status_code in (401, 403) else EXIT_USAGE)
+            with out.open("w", encoding="utf-8") as handle:
+                for line in resp.iter_lines():
+                    if line:
+                        handle.write(line + "\n")
+                        count += 1
+    except httpx.TransportError as exc:
+        fail(f"cannot reach metaops at {settings.url} ({exc.__class__.__name__})",
+             EXIT_UNREACHABLE)
+    typer.echo(f"wrote {count} events to {out}")
+
+
+@audit_app.command("tail")
+def audit_tail(
+    n: Annotated[int, typer.Option("-n", help="How many recent events")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events")] = (
+        False),
+) -> None:
+    """Print the most recent audit events (and follow new ones with -f)."""
+    latest = _request("GET", "/api/v1/audit", params={"order": "desc", "limit": n}).json()
+    events = list(reversed(latest["events"]))
+    cursor = events[0]["seq"] - 1 if events else 0
+    while True:
+        data = _request("GET", "/api/v1/audit", params={"cursor": cursor, "limit": 500}).json()
+        for e in data["events"]:
+            typer.echo(f"{e['seq']:>6} {e['ts']} {e['type']:<22} {e['actor']['id']}"
+                       f" via {e['actor']['via']} {e['outcome'] or ''}")
+            cursor = e["seq"]
+        if not follow:
+            return
+        if data["next_cursor"] is None:
+            time.sleep(1.0)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

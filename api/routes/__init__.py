@@ -1,0 +1,1 @@
+"""HTTP routers: webhooks, incidents, audit, tokens, health and metrics."""

@@ -1,0 +1,83 @@
+"""REST: incidents list and detail (alerts, findings, actions, timeline)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import func, select
+
+from api.auth import require
+from api.state import AppState, app_state
+from api.views import alert_view, incident_view
+from core.errors import NotFound
+from core.models import Alert, AuditEvent, Incident
+from guardrails.audit import row_to_export
+from guardrails.tokens import Principal
+
+router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
+viewer = require("viewer")
+
+
+@router.get("")
+async def list_incidents(
+    status: Literal["open", "resolved"] | None = None,
+    since: datetime | None = Query(None, description="Only incidents created at or after this"),
+    limit: int = Query(50, ge=1, le=500),
+    cursor: int | None = Query(None, ge=1, description="next_cursor from the previous page"),
+    state: AppState = Depends(app_state),  # noqa: B008
+    _: Principal = Depends(viewer),  # noqa: B008
+) -> dict[str, Any]:
+    """Incidents, newest first."""
+    stmt = select(Incident).order_by(Incident.id.desc()).limit(limit + 1)
+    if status:
+        stmt = stmt.where(Incident.status == status)
+    if since:
+        stmt = stmt.where(Incident.created_at >= since)
+    if cursor:
+        stmt = stmt.where(Incident.id < cursor)
+    async with state.db.read() as session:
+        rows = list((await session.scalars(stmt)).all())
+        page = rows[:limit]
+        counts: dict[int, int] = {}
+        if page:
+            counts = dict(
+                (await session.execute(
+                    select(Alert.incident_id, func.count()).where(
+                        Alert.incident_id.in_([r.id for r in page])).group_by(Alert.incident_id)
+                )).tuples().all()
+            )
+    return {
+        "incidents": [incident_view(r, counts.get(r.id, 0)) for r in page],
+        "next_cursor": page[-1].id if len(rows) > limit else None,
+    }
+
+
+@router.get("/{incident_id}")
+async def get_incident(
+    incident_id: int,
+    state: AppState = Depends(app_state),  # noqa: B008
+    _: Principal = Depends(viewer),  # noqa: B008
+) -> dict[str, Any]:
+    """One incident with its alerts, findings, actions and timeline (its audit events)."""
+    async with state.db.read() as session:
+        incident = await session.get(Incident, incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+        alerts = (await session.scalars(
+            select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id))).all()
+        events = (await session.scalars(
+            select(AuditEvent).where(AuditEvent.incident_id == incident_id)
+            .order_by(AuditEvent.seq))).all()
+    out = incident_view(incident, len(alerts))
+    out["alerts"] = [alert_view(a) for a in alerts]
+    # Findings and actions arrive with the specialists and the approval gate.
+    out["findings"] = []
+    out["actions"] = []
+    out["timeline"] = [
+        {"seq": e["seq"], "ts": e["ts"], "type": e["type"], "actor": e["actor"],
+         "outcome": e["outcome"], "payload": e["payload"]}
+        for e in map(row_to_export, events)
+    ]
+    return out

@@ -1,0 +1,1 @@
+"""Core layer: settings, database, ORM models, typed errors."""

@@ -1,0 +1,91 @@
+"""Settings: the only place that reads the environment (prefix METAOPS_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values people paste from examples; refusing them outside dev stops a demo secret reaching prod.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "password", "placeholder", "token", "xxx", "todo",
+     "example", "test", "admin", "default", "replace-me", "your-token-here"}
+)
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of one metaops process."""
+
+    model_config = SettingsConfigDict(env_prefix="METAOPS_", extra="ignore")
+
+    env: Literal["dev", "prod", "test"] = "prod"
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    admin_token: SecretStr | None = None
+    webhook_token: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    worker_lease_seconds: float = Field(default=300.0, gt=0)
+    ingest_batch_max: int = Field(default=256, ge=1)
+    ingest_batch_wait_ms: float = Field(default=2.0, ge=0)
+    log_level: str = "INFO"
+    # Client side (CLI): where the server is and which token to present.
+    url: str = "http://127.0.0.1:8080"
+    token: SecretStr | None = None
+
+    @field_validator("admin_token", "webhook_token")
+    @classmethod
+    def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().strip():
+            return None
+        return v
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.env == "dev":
+            return self
+        for name in ("admin_token", "webhook_token"):
+            value: SecretStr | None = getattr(self, name)
+            if value is None:
+                continue
+            raw = value.get_secret_value().strip()
+            if raw.lower() in PLACEHOLDER_SECRETS or len(raw) < 16:
+                raise ValueError(
+                    f"METAOPS_{name.upper()} looks like a placeholder (too short or a default "
+                    "word); set a real secret of 16+ characters or METAOPS_ENV=dev"
+                )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The async SQLAlchemy URL: METAOPS_DATABASE_URL or SQLite under the data dir."""
+        if self.database_url:
+            return normalize_async_url(self.database_url)
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'metaops.db').resolve()}"
+
+
+def normalize_async_url(url: str) -> str:
+    """Map plain driver URLs onto the async drivers we ship (aiosqlite, psycopg)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    for prefix in ("postgresql://", "postgres://", "postgresql+asyncpg://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def sync_url(async_url: str) -> str:
+    """The sync-driver twin of an async URL (Alembic and the CLI's verify run sync)."""
+    return async_url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Framework-free safety layer: redaction, audit trail, tokens, policy and approvals."""
