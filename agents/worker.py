@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import Database
+from core.database import Database, execute_count
 from core.models import WorkItem
 from core.timeutil import utcnow
 
@@ -101,17 +101,16 @@ class WorkerPool:
             if candidate is None:
                 return None
             token = f"{self._node}:{uuid.uuid4().hex[:12]}"
-            claimed = (
-                await session.execute(
-                    update(WorkItem).where(
-                        WorkItem.id == candidate,
-                        or_(WorkItem.status == "pending",
-                            (WorkItem.status == "running") & (WorkItem.lease_until < now)),
-                    ).values(status="running", claimed_by=token, pending_key=None,
-                             lease_until=now + self._lease, started_at=now,
-                             attempts=WorkItem.attempts + 1)
-                )
-            ).rowcount
+            claimed = await execute_count(
+                session,
+                update(WorkItem).where(
+                    WorkItem.id == candidate,
+                    or_(WorkItem.status == "pending",
+                        (WorkItem.status == "running") & (WorkItem.lease_until < now)),
+                ).values(status="running", claimed_by=token, pending_key=None,
+                         lease_until=now + self._lease, started_at=now,
+                         attempts=WorkItem.attempts + 1),
+            )
             return (candidate, token) if claimed else None
 
     async def run_one(self) -> bool:
@@ -126,14 +125,12 @@ class WorkerPool:
                 if item is None or item.claimed_by != token:
                     return True
                 await self._handler(session, item)
-                done = (
-                    await session.execute(
-                        update(WorkItem).where(WorkItem.id == item_id,
-                                               WorkItem.claimed_by == token,
-                                               WorkItem.status == "running")
-                        .values(status="done", finished_at=utcnow(), lease_until=None)
-                    )
-                ).rowcount
+                done = await execute_count(
+                    session,
+                    update(WorkItem).where(WorkItem.id == item_id, WorkItem.claimed_by == token,
+                                           WorkItem.status == "running")
+                    .values(status="done", finished_at=utcnow(), lease_until=None),
+                )
                 if not done:
                     raise _LeaseLost(item_id)
             self.completed += 1

@@ -39,7 +39,7 @@ def require(role: str) -> Callable[..., Awaitable[Principal]]:
     """Dependency: an authenticated human principal with at least `role`."""
 
     async def dependency(
-        request: Request, state: AppState = Depends(app_state)  # noqa: B008
+        request: Request, state: AppState = Depends(app_state)
     ) -> Principal:
         principal = await current_principal(request, state)
         if not principal.at_least(role):

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import CursorResult, Executable, event, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from core.settings import Settings
@@ -84,3 +84,10 @@ def database_from_settings(settings: Settings) -> Database:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Database(settings.resolved_database_url)
 
+
+
+async def execute_count(session: AsyncSession, statement: Executable) -> int:
+    """Run an UPDATE/DELETE and return how many rows it touched (compare-and-set checks)."""
+    result = await session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

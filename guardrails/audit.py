@@ -89,7 +89,7 @@ def row_to_export(row: AuditEvent) -> dict[str, Any]:
 async def _head(session: AsyncSession) -> tuple[int, str]:
     cached = session.info.get(_HEAD_KEY)
     if cached is not None:
-        return tuple(cached)  # type: ignore[return-value]
+        return int(cached[0]), str(cached[1])
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         # Serialises appenders across replicas until this transaction ends: the chain never forks.
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})

@@ -20,7 +20,7 @@ HUMAN_ROLES: tuple[str, ...] = ("viewer", "approver", "admin")
 ALL_ROLES: tuple[str, ...] = (*HUMAN_ROLES, "webhook")
 WEBHOOK_SOURCES: tuple[str, ...] = ("alertmanager", "grafana", "pagerduty", "generic")
 _RANK = {"viewer": 1, "approver": 2, "admin": 3}
-TOKEN_PREFIX = "mo_"
+TOKEN_PREFIX = "mo_"  # noqa: S105 - a prefix, not a secret
 BOOTSTRAP_ADMIN = "bootstrap-admin"
 BOOTSTRAP_WEBHOOK = "bootstrap-webhook"
 

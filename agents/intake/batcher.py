@@ -35,8 +35,8 @@ class IngestBatcher:
 
     async def stop(self) -> None:
         # Finish what was already accepted into the queue before shutting down.
-        while not self._queue.empty():
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), timeout=30)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -67,7 +67,11 @@ class IngestBatcher:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:

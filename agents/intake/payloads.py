@@ -38,9 +38,9 @@ class AlertmanagerAlert(_Lenient):
     status: Literal["firing", "resolved"]
     labels: Labels
     annotations: Labels = Field(default_factory=dict)
-    startsAt: Timestamp  # noqa: N815 - wire name
-    endsAt: Timestamp = None  # noqa: N815
-    generatorURL: str = ""  # noqa: N815
+    startsAt: Timestamp
+    endsAt: Timestamp = None
+    generatorURL: str = ""
     fingerprint: Fingerprint
 
     @model_validator(mode="after")
@@ -54,21 +54,21 @@ class AlertmanagerWebhook(_Lenient):
     """Alertmanager's webhook body, version 4."""
 
     version: Literal["4"]
-    groupKey: str = Field(min_length=1, max_length=8192)  # noqa: N815
+    groupKey: str = Field(min_length=1, max_length=8192)
     status: Literal["firing", "resolved"]
     receiver: str = ""
-    groupLabels: Labels = Field(default_factory=dict)  # noqa: N815
-    commonLabels: Labels = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: Labels = Field(default_factory=dict)  # noqa: N815
-    externalURL: str = ""  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
+    groupLabels: Labels = Field(default_factory=dict)
+    commonLabels: Labels = Field(default_factory=dict)
+    commonAnnotations: Labels = Field(default_factory=dict)
+    externalURL: str = ""
+    truncatedAlerts: int = Field(default=0, ge=0)
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
 class GrafanaAlert(AlertmanagerAlert):
-    silenceURL: str = ""  # noqa: N815
-    dashboardURL: str = ""  # noqa: N815
-    panelURL: str = ""  # noqa: N815
+    silenceURL: str = ""
+    dashboardURL: str = ""
+    panelURL: str = ""
     values: dict[str, float] | None = None
 
 
@@ -76,15 +76,15 @@ class GrafanaWebhook(_Lenient):
     """Grafana unified alerting webhook body (Alertmanager shape plus Grafana fields)."""
 
     version: Literal["1"]
-    groupKey: str = Field(min_length=1, max_length=8192)  # noqa: N815
+    groupKey: str = Field(min_length=1, max_length=8192)
     status: Literal["firing", "resolved"]
     receiver: str = ""
-    groupLabels: Labels = Field(default_factory=dict)  # noqa: N815
-    commonLabels: Labels = Field(default_factory=dict)  # noqa: N815
-    commonAnnotations: Labels = Field(default_factory=dict)  # noqa: N815
-    externalURL: str = ""  # noqa: N815
-    truncatedAlerts: int = Field(default=0, ge=0)  # noqa: N815
-    orgId: int | None = None  # noqa: N815
+    groupLabels: Labels = Field(default_factory=dict)
+    commonLabels: Labels = Field(default_factory=dict)
+    commonAnnotations: Labels = Field(default_factory=dict)
+    externalURL: str = ""
+    truncatedAlerts: int = Field(default=0, ge=0)
+    orgId: int | None = None
     state: str | None = None
     title: str = ""
     alerts: list[GrafanaAlert] = Field(min_length=1, max_length=10_000)

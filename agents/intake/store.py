@@ -12,6 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.intake.normalize import SEVERITY_RANK, Delivery, NormalizedAlert
+from core.database import execute_count
 from core.models import Alert, Incident, WorkItem
 from core.timeutil import utcnow
 from guardrails import audit
@@ -120,12 +121,11 @@ async def _resolve_if_quiet(session: AsyncSession, incident: Incident, d: Delive
     if firing or incident.status != "open":
         return
     now = utcnow()
-    changed = (
-        await session.execute(
-            update(Incident).where(Incident.id == incident.id, Incident.status == "open")
-            .values(status="resolved", open_key=None, resolved_at=now, updated_at=now)
-        )
-    ).rowcount
+    changed = await execute_count(
+        session,
+        update(Incident).where(Incident.id == incident.id, Incident.status == "open")
+        .values(status="resolved", open_key=None, resolved_at=now, updated_at=now),
+    )
     if changed:
         await audit.append(session, type="incident.resolved", actor=_actor(d),
                            incident_id=incident.id, target=f"incident:{incident.id}",

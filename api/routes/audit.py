@@ -29,7 +29,7 @@ async def list_events(
     cursor: int | None = Query(None, ge=0, description="Return events with seq after this"),
     limit: int = Query(100, ge=1, le=1000),
     order: Literal["asc", "desc"] = Query("asc", description="desc: newest first"),
-    state: AppState = Depends(app_state),  # noqa: B008
+    state: AppState = Depends(app_state),
     _: Principal = Depends(require("viewer")),  # noqa: B008
 ) -> dict[str, Any]:
     """Audit events in seq order (or newest first); pass next_cursor back as cursor."""
@@ -58,7 +58,7 @@ async def list_events(
 
 @router.get("/verify")
 async def verify(
-    state: AppState = Depends(app_state),  # noqa: B008
+    state: AppState = Depends(app_state),
     _: Principal = Depends(require("viewer")),  # noqa: B008
 ) -> dict[str, Any]:
     """Recompute the hash chain; names the first bad seq if any."""
@@ -70,7 +70,7 @@ async def verify(
 @router.get("/export", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}}}})
 async def export(
-    state: AppState = Depends(app_state),  # noqa: B008
+    state: AppState = Depends(app_state),
     _: Principal = Depends(require("admin")),  # noqa: B008
 ) -> StreamingResponse:
     """The whole chain as NDJSON, verifiable offline with `metaops audit verify --file`."""

@@ -21,7 +21,7 @@ async def healthz() -> dict[str, Any]:
 
 
 @router.get("/readyz", response_model=None)
-async def readyz(state: AppState = Depends(app_state)) -> dict[str, Any] | JSONResponse:  # noqa: B008
+async def readyz(state: AppState = Depends(app_state)) -> dict[str, Any] | JSONResponse:
     """Ready to take traffic: the database answers."""
     try:
         await state.db.ping()
@@ -34,6 +34,6 @@ async def readyz(state: AppState = Depends(app_state)) -> dict[str, Any] | JSONR
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(state: AppState = Depends(app_state)) -> Response:  # noqa: B008
+async def metrics(state: AppState = Depends(app_state)) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -26,8 +26,8 @@ async def list_incidents(
     since: datetime | None = Query(None, description="Only incidents created at or after this"),
     limit: int = Query(50, ge=1, le=500),
     cursor: int | None = Query(None, ge=1, description="next_cursor from the previous page"),
-    state: AppState = Depends(app_state),  # noqa: B008
-    _: Principal = Depends(viewer),  # noqa: B008
+    state: AppState = Depends(app_state),
+    _: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """Incidents, newest first."""
     stmt = select(Incident).order_by(Incident.id.desc()).limit(limit + 1)
@@ -57,8 +57,8 @@ async def list_incidents(
 @router.get("/{incident_id}")
 async def get_incident(
     incident_id: int,
-    state: AppState = Depends(app_state),  # noqa: B008
-    _: Principal = Depends(viewer),  # noqa: B008
+    state: AppState = Depends(app_state),
+    _: Principal = Depends(viewer),
 ) -> dict[str, Any]:
     """One incident with its alerts, findings, actions and timeline (its audit events)."""
     async with state.db.read() as session:

@@ -28,8 +28,8 @@ class TokenRequest(BaseModel):
 @router.post("", status_code=201)
 async def create(
     body: TokenRequest,
-    state: AppState = Depends(app_state),  # noqa: B008
-    principal: Principal = Depends(admin),  # noqa: B008
+    state: AppState = Depends(app_state),
+    principal: Principal = Depends(admin),
 ) -> dict[str, Any]:
     """Create a token; the response is the only time its plaintext is shown."""
     async with state.db.write() as session:
@@ -44,8 +44,8 @@ async def create(
 
 @router.get("")
 async def list_tokens(
-    state: AppState = Depends(app_state),  # noqa: B008
-    _: Principal = Depends(admin),  # noqa: B008
+    state: AppState = Depends(app_state),
+    _: Principal = Depends(admin),
 ) -> dict[str, Any]:
     async with state.db.read() as session:
         rows = (await session.scalars(select(ApiToken).order_by(ApiToken.id))).all()

@@ -147,7 +147,7 @@ async def ingest(source: str, request: Request, state: AppState) -> JSONResponse
 
 
 def _route(source: str) -> Callable[..., Any]:
-    async def handler(request: Request, state: AppState = Depends(app_state)) -> JSONResponse:  # noqa: B008
+    async def handler(request: Request, state: AppState = Depends(app_state)) -> JSONResponse:
         return await ingest(source, request, state)
 
     handler.__name__ = f"webhook_{source}"

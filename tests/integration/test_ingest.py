@@ -18,8 +18,8 @@ async def _count(db: Database, model: type) -> int:
         return int(await s.scalar(select(func.count()).select_from(model)) or 0)
 
 
-async def _wait_ready(h: Harness, incident_id: int, timeout: float = 10.0) -> dict:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _wait_ready(h: Harness, incident_id: int, within: float = 10.0) -> dict:
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         body = (await h.get(f"/api/v1/incidents/{incident_id}")).json()
         if body["investigation"] == "ready":
