@@ -30,7 +30,7 @@ async def bootstrap(db: Database, settings: Settings) -> dict[str, str]:
         created = await ensure_bootstrap_tokens(session, settings)
         for name in created:
             await audit_trail.append(session, type="token.created", actor=audit_trail.SYSTEM,
-                                     target=f"token:{name}", outcome="created",
+                                     target=f"api-token/{name}", outcome="created",
                                      payload={"bootstrap": True})
     for name, token in created.items():
         # Printed once; only the hash is stored. stdout, not the log, so log shipping skips it.

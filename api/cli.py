@@ -133,7 +133,7 @@ def token_create(
                                                 created_by="cli")
                 await audit.append(session, type="token.created",
                                    actor=audit.Actor("human", "cli", "cli"),
-                                   target=f"token:{row.name}", outcome="created",
+                                   target=f"api-token/{row.name}", outcome="created",
                                    payload={"role": row.role, "source": row.source})
             return token
         finally:

@@ -37,7 +37,7 @@ async def create(
                                         source=body.source, created_by=principal.name)
         await audit.append(session, type="token.created",
                            actor=audit.Actor("human", principal.name, "api"),
-                           target=f"token:{row.name}", outcome="created",
+                           target=f"api-token/{row.name}", outcome="created",
                            payload={"role": row.role, "source": row.source})
     return {"name": row.name, "role": row.role, "source": row.source, "token": token}
 
