@@ -77,6 +77,8 @@ class WorkerPool:
 
     async def _loop(self, index: int) -> None:
         while True:
+            # Cleared before looking for work, so a notify() during the claim is not lost.
+            self._wake.clear()
             try:
                 ran = await self.run_one()
             except asyncio.CancelledError:
@@ -85,13 +87,20 @@ class WorkerPool:
                 log.exception("worker %d: unexpected error", index)
                 ran = False
             if not ran:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def _claim(self) -> tuple[int, str] | None:
         now = utcnow()
         async with self._db.write() as session:
+            # An item whose worker keeps dying (or outliving its lease) must not loop forever.
+            await session.execute(
+                update(WorkItem).where(
+                    WorkItem.status == "running", WorkItem.lease_until < now,
+                    WorkItem.attempts >= MAX_ATTEMPTS,
+                ).values(status="failed", lease_until=None, claimed_by=None,
+                         error=f"gave up: the lease expired on each of {MAX_ATTEMPTS} attempts")
+            )
             candidate = await session.scalar(
                 select(WorkItem.id).where(
                     or_(WorkItem.status == "pending",
