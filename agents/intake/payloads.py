@@ -50,10 +50,9 @@ class AlertmanagerAlert(_Lenient):
         return self
 
 
-class AlertmanagerWebhook(_Lenient):
-    """Alertmanager's webhook body, version 4."""
+class _AlertGroup(_Lenient):
+    """Fields an Alertmanager group notification carries (Grafana's embeds the same)."""
 
-    version: Literal["4"]
     groupKey: str = Field(min_length=1, max_length=8192)
     status: Literal["firing", "resolved"]
     receiver: str = ""
@@ -62,6 +61,12 @@ class AlertmanagerWebhook(_Lenient):
     commonAnnotations: Labels = Field(default_factory=dict)
     externalURL: str = ""
     truncatedAlerts: int = Field(default=0, ge=0)
+
+
+class AlertmanagerWebhook(_AlertGroup):
+    """Alertmanager's webhook body, version 4."""
+
+    version: Literal["4"]
     alerts: list[AlertmanagerAlert] = Field(min_length=1, max_length=10_000)
 
 
@@ -72,18 +77,10 @@ class GrafanaAlert(AlertmanagerAlert):
     values: dict[str, float] | None = None
 
 
-class GrafanaWebhook(_Lenient):
+class GrafanaWebhook(_AlertGroup):
     """Grafana unified alerting webhook body (Alertmanager shape plus Grafana fields)."""
 
     version: Literal["1"]
-    groupKey: str = Field(min_length=1, max_length=8192)
-    status: Literal["firing", "resolved"]
-    receiver: str = ""
-    groupLabels: Labels = Field(default_factory=dict)
-    commonLabels: Labels = Field(default_factory=dict)
-    commonAnnotations: Labels = Field(default_factory=dict)
-    externalURL: str = ""
-    truncatedAlerts: int = Field(default=0, ge=0)
     orgId: int | None = None
     state: str | None = None
     title: str = ""
