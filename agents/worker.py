@@ -91,36 +91,37 @@ class WorkerPool:
                     await asyncio.wait_for(self._wake.wait(), self._poll)
 
     async def _claim(self) -> tuple[int, str] | None:
-        now = utcnow()
-        async with self._db.write() as session:
-            # An item whose worker keeps dying (or outliving its lease) must not loop forever.
-            await session.execute(
-                update(WorkItem).where(
-                    WorkItem.status == "running", WorkItem.lease_until < now,
-                    WorkItem.attempts >= MAX_ATTEMPTS,
-                ).values(status="failed", lease_until=None, claimed_by=None,
-                         error=f"gave up: the lease expired on each of {MAX_ATTEMPTS} attempts")
-            )
-            candidate = await session.scalar(
-                select(WorkItem.id).where(
-                    or_(WorkItem.status == "pending",
-                        (WorkItem.status == "running") & (WorkItem.lease_until < now))
-                ).order_by(WorkItem.id).limit(1)
-            )
+        while True:
+            now = utcnow()
+            claimable = or_(WorkItem.status == "pending",
+                            (WorkItem.status == "running") & (WorkItem.lease_until < now))
+            # Look with a read first: idle workers must not queue for the write lock.
+            async with self._db.read() as session:
+                candidate = (await session.execute(
+                    select(WorkItem.id, WorkItem.status, WorkItem.attempts)
+                    .where(claimable).order_by(WorkItem.id).limit(1))).first()
             if candidate is None:
                 return None
-            token = f"{self._node}:{uuid.uuid4().hex[:12]}"
-            claimed = await execute_count(
-                session,
-                update(WorkItem).where(
-                    WorkItem.id == candidate,
-                    or_(WorkItem.status == "pending",
-                        (WorkItem.status == "running") & (WorkItem.lease_until < now)),
-                ).values(status="running", claimed_by=token, pending_key=None,
-                         lease_until=now + self._lease, started_at=now,
-                         attempts=WorkItem.attempts + 1),
-            )
-            return (candidate, token) if claimed else None
+            item_id, status, attempts = candidate
+            async with self._db.write() as session:
+                if status == "running" and attempts >= MAX_ATTEMPTS:
+                    # Its worker keeps dying or outliving the lease: stop retrying it.
+                    await session.execute(
+                        update(WorkItem).where(WorkItem.id == item_id, claimable).values(
+                            status="failed", lease_until=None, claimed_by=None,
+                            error=f"gave up: the lease expired on each of {MAX_ATTEMPTS} attempts")
+                    )
+                    continue
+                token = f"{self._node}:{uuid.uuid4().hex[:12]}"
+                claimed = await execute_count(
+                    session,
+                    update(WorkItem).where(WorkItem.id == item_id, claimable).values(
+                        status="running", claimed_by=token, pending_key=None,
+                        lease_until=now + self._lease, started_at=now,
+                        attempts=WorkItem.attempts + 1),
+                )
+            if claimed:
+                return item_id, token
 
     async def run_one(self) -> bool:
         """Claim and run one item; False when there was nothing to claim."""

@@ -12,6 +12,9 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import MetaopsError, ValidationFailed
+from guardrails.redaction import redact_text
+
+_LOCATIONS = ("body", "query", "path", "header")
 
 log = logging.getLogger("metaops.api")
 
@@ -27,15 +30,21 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """('body', 'alerts', 0, 'startsAt') -> 'alerts[0].startsAt'."""
+    """('body', 'alerts', 0, 'startsAt') -> 'alerts[0].startsAt'.
+
+    Keys come from untrusted input too (a label named after an e-mail address), so each part
+    is redacted and long ones are cut.
+    """
     out = ""
-    for part in loc:
+    for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("body",) and not out:
+        elif i == 0 and part in _LOCATIONS:
             continue
         else:
-            out += ("." if out else "") + str(part)
+            text = redact_text(str(part))[0]
+            text = text if len(text) <= 64 else text[:61] + "..."
+            out += ("." if out else "") + text
     return out or "body"
 
 

@@ -18,6 +18,14 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def checked_utc(value: datetime) -> datetime:
+    """as_utc for untrusted input: out-of-range values raise ValueError, not OverflowError."""
+    try:
+        return as_utc(value)
+    except OverflowError as exc:
+        raise ValueError("datetime is out of the representable range") from exc
+
+
 def iso(value: datetime) -> str:
     """Fixed-width ISO-8601 with microseconds and Z, e.g. 2026-11-27T10:02:00.000000Z."""
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -40,4 +48,7 @@ def parse_ts(text: str) -> datetime | None:
             i += 1
         raw = f"{head}.{(digits + '000000')[:6]}{rest[i:]}"
     parsed = datetime.fromisoformat(raw)
-    return as_utc(parsed)
+    try:
+        return as_utc(parsed)
+    except OverflowError as exc:
+        raise ValueError("timestamp is out of the representable range") from exc

@@ -112,10 +112,13 @@ async def append(
     action_id: str | None = None,
     outcome: str | None = None,
     payload: dict[str, Any] | None = None,
+    flush: bool = False,
 ) -> AuditEvent:
     """Append one event inside the caller's write transaction (payload is redacted first).
 
-    If the append fails the caller's transaction fails with it, so nothing it guarded commits.
+    The row is written with the transaction's next flush (batched with its neighbours); pass
+    flush=True where the event must be in the database before the caller goes on. Either way,
+    if the append fails the caller's transaction fails with it, so nothing it guarded commits.
     """
     try:
         seq, prev = await _head(session)
@@ -155,7 +158,8 @@ async def append(
             hash=digest,
         )
         session.add(row)
-        await session.flush()
+        if flush:
+            await session.flush()
     except Exception as exc:
         raise AuditAppendFailed(f"audit append failed: {exc.__class__.__name__}") from exc
     session.info[_HEAD_KEY] = (seq + 1, digest)

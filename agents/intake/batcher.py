@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 
 from agents.intake.normalize import Delivery
-from agents.intake.store import IngestResult, store_delivery
+from agents.intake.store import IngestResult, store_batch
 from core.database import Database
 
 log = logging.getLogger("metaops.ingest")
@@ -75,10 +75,8 @@ class IngestBatcher:
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:
-            results = []
             async with self._db.write() as session:
-                for delivery, _ in batch:
-                    results.append(await store_delivery(session, delivery))
+                results = await store_batch(session, [delivery for delivery, _ in batch])
         except Exception as exc:
             if len(batch) > 1:
                 # One bad delivery must not sink its neighbours: retry each on its own.
@@ -92,5 +90,5 @@ class IngestBatcher:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
-        if self._on_commit is not None:
+        if self._on_commit is not None and any(r.queued for r in results):
             self._on_commit()

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from core.timeutil import parse_ts
 
@@ -19,7 +27,7 @@ def _timestamp(value: Any) -> datetime | None:
         raise ValueError("must be an RFC 3339 timestamp string")
     try:
         return parse_ts(value)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ValueError("must be an RFC 3339 timestamp, e.g. 2026-11-27T10:02:00Z") from exc
 
 
@@ -111,19 +119,23 @@ class PagerDutyEvent(_Lenient):
 
     routing_key: str = Field(min_length=1, max_length=256)
     event_action: Literal["trigger", "acknowledge", "resolve"]
-    dedup_key: str | None = Field(default=None, min_length=1, max_length=255)
-    payload: PagerDutyPayload | None = None
+    dedup_key: str | None = Field(default=None, min_length=1, max_length=255,
+                                  validate_default=True)
+    payload: PagerDutyPayload | None = Field(default=None, validate_default=True)
     client: str | None = None
     client_url: str | None = None
     links: list[PagerDutyLink] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _required_by_action(self) -> PagerDutyEvent:
-        if self.event_action == "trigger" and self.payload is None:
+    @field_validator("dedup_key", "payload", mode="after")
+    @classmethod
+    def _required_by_action(cls, value: Any, info: ValidationInfo) -> Any:
+        action = info.data.get("event_action")
+        if value is None and info.field_name == "payload" and action == "trigger":
             raise ValueError("payload is required when event_action is trigger")
-        if self.event_action != "trigger" and self.dedup_key is None:
-            raise ValueError(f"dedup_key is required when event_action is {self.event_action}")
-        return self
+        if value is None and info.field_name == "dedup_key" and action in (
+                "acknowledge", "resolve"):
+            raise ValueError(f"dedup_key is required when event_action is {action}")
+        return value
 
 
 class GenericAlert(BaseModel):

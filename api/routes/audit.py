@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from api.auth import require
+from api.params import MAX_SEQ, NO_NUL, OptionalIncidentId, utc_param
 from api.state import AppState, app_state
 from core.models import AuditEvent
 from guardrails import audit
@@ -21,12 +22,15 @@ router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
 @router.get("")
 async def list_events(
-    incident_id: int | None = None,
-    actor: str | None = Query(None, max_length=256, description="Actor id (principal name)"),
-    type: str | None = Query(None, max_length=64, description="Event type, e.g. alert.received"),
+    incident_id: OptionalIncidentId = None,
+    actor: str | None = Query(None, max_length=256, pattern=NO_NUL,
+                              description="Actor id (principal name)"),
+    type: str | None = Query(None, max_length=64, pattern=NO_NUL,
+                             description="Event type, e.g. alert.received"),
     since: datetime | None = None,
     until: datetime | None = None,
-    cursor: int | None = Query(None, ge=0, description="Return events with seq after this"),
+    cursor: int | None = Query(None, ge=0, le=MAX_SEQ,
+                               description="Return events with seq after this"),
     limit: int = Query(100, ge=1, le=1000),
     order: Literal["asc", "desc"] = Query("asc", description="desc: newest first"),
     state: AppState = Depends(app_state),
@@ -41,8 +45,10 @@ async def list_events(
         stmt = stmt.where(AuditEvent.actor_id == actor)
     if type:
         stmt = stmt.where(AuditEvent.type == type)
+    since = utc_param("since", since)
     if since:
         stmt = stmt.where(AuditEvent.ts >= since)
+    until = utc_param("until", until)
     if until:
         stmt = stmt.where(AuditEvent.ts < until)
     if cursor is not None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
 from api.auth import require
+from api.params import MAX_ID, IncidentId, utc_param
 from api.state import AppState, app_state
 from api.views import alert_view, incident_view
 from core.errors import NotFound
@@ -25,7 +26,8 @@ async def list_incidents(
     status: Literal["open", "resolved"] | None = None,
     since: datetime | None = Query(None, description="Only incidents created at or after this"),
     limit: int = Query(50, ge=1, le=500),
-    cursor: int | None = Query(None, ge=1, description="next_cursor from the previous page"),
+    cursor: int | None = Query(None, ge=1, le=MAX_ID,
+                               description="next_cursor from the previous page"),
     state: AppState = Depends(app_state),
     _: Principal = Depends(viewer),
 ) -> dict[str, Any]:
@@ -33,6 +35,7 @@ async def list_incidents(
     stmt = select(Incident).order_by(Incident.id.desc()).limit(limit + 1)
     if status:
         stmt = stmt.where(Incident.status == status)
+    since = utc_param("since", since)
     if since:
         stmt = stmt.where(Incident.created_at >= since)
     if cursor:
@@ -46,7 +49,7 @@ async def list_incidents(
                 (await session.execute(
                     select(Alert.incident_id, func.count()).where(
                         Alert.incident_id.in_([r.id for r in page])).group_by(Alert.incident_id)
-                )).tuples().all()
+                )).all()
             )
     return {
         "incidents": [incident_view(r, counts.get(r.id, 0)) for r in page],
@@ -56,7 +59,7 @@ async def list_incidents(
 
 @router.get("/{incident_id}")
 async def get_incident(
-    incident_id: int,
+    incident_id: IncidentId,
     state: AppState = Depends(app_state),
     _: Principal = Depends(viewer),
 ) -> dict[str, Any]:

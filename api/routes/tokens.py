@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import select
 
 from api.auth import require
+from api.errors import validation_failed
 from api.state import AppState, app_state
 from core.models import ApiToken
 from core.timeutil import iso
@@ -25,13 +26,19 @@ class TokenRequest(BaseModel):
     source: Literal["alertmanager", "grafana", "pagerduty", "generic"] | None = None
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
+    "application/json": {"schema": TokenRequest.model_json_schema()}}}})
 async def create(
-    body: TokenRequest,
+    request: Request,
     state: AppState = Depends(app_state),
     principal: Principal = Depends(admin),
 ) -> dict[str, Any]:
     """Create a token; the response is the only time its plaintext is shown."""
+    # The body is read after authentication, so an anonymous caller learns nothing from it.
+    try:
+        body = TokenRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise validation_failed(list(exc.errors())) from exc
     async with state.db.write() as session:
         row, token = await create_token(session, name=body.name, role=body.role,
                                         source=body.source, created_by=principal.name)

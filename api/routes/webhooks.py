@@ -23,7 +23,7 @@ from core.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from guardrails.redaction import redact
+from guardrails.redaction import redact, redact_text
 from guardrails.tokens import WEBHOOK_SOURCES
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -77,17 +77,50 @@ def _check_content_type(request: Request) -> None:
         )
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (and PostgreSQL's json type) does not.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where a NUL character hides (PostgreSQL text cannot store it), or None."""
+    if isinstance(value, str):
+        return path or "body" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return path or "body"
+            found = _nul_path(item, where)
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
 def _parse(body: bytes) -> dict[str, Any]:
     if not body:
         raise MalformedBody("request body is empty; expected a JSON object")
     try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedBody(f"body is not valid JSON: {getattr(exc, 'msg', 'bad encoding')}",
+        value = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "msg", None) or str(exc)
+        raise MalformedBody(f"body is not valid JSON: {reason}",
                             {"position": getattr(exc, "pos", None)}) from exc
     if not isinstance(value, dict):
         raise ValidationFailed("body must be a JSON object",
                                {"fields": [{"field": "body", "problem": "must be an object"}]})
+    if b"\\u0000" in body:
+        where = _nul_path(value)
+        if where is not None:
+            field = redact_text(where)[0][:200]
+            raise ValidationFailed(f"{field}: must not contain NUL characters",
+                                   {"fields": [{"field": field,
+                                                "problem": "must not contain NUL characters"}]})
     return value
 
 
