@@ -11,6 +11,7 @@ from typing import IO, Any, Literal
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.errors import AuditAppendFailed, AuditChainBroken
 from core.models import AuditEvent
@@ -86,24 +87,22 @@ def row_to_export(row: AuditEvent) -> dict[str, Any]:
     return body
 
 
-async def _head(session: AsyncSession) -> tuple[int, str]:
+def _head(session: Session) -> tuple[int, str]:
     cached = session.info.get(_HEAD_KEY)
     if cached is not None:
         return int(cached[0]), str(cached[1])
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         # Serialises appenders across replicas until this transaction ends: the chain never forks.
-        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
     # On SQLite the write session already holds the database write lock (BEGIN IMMEDIATE).
-    last = (
-        await session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-        )
+    last = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     return (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
 
 
-async def append(
-    session: AsyncSession,
+def append_sync(
+    session: Session,
     *,
     type: str,
     actor: Actor,
@@ -121,7 +120,7 @@ async def append(
     if the append fails the caller's transaction fails with it, so nothing it guarded commits.
     """
     try:
-        seq, prev = await _head(session)
+        seq, prev = _head(session)
         now = utcnow()
         clean = redact(payload or {}).value
         clean_target = None if target is None else str(redact(target).value)
@@ -159,11 +158,29 @@ async def append(
         )
         session.add(row)
         if flush:
-            await session.flush()
+            session.flush()
     except Exception as exc:
         raise AuditAppendFailed(f"audit append failed: {exc.__class__.__name__}") from exc
     session.info[_HEAD_KEY] = (seq + 1, digest)
     return row
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    type: str,
+    actor: Actor,
+    target: str | None = None,
+    incident_id: int | None = None,
+    action_id: str | None = None,
+    outcome: str | None = None,
+    payload: dict[str, Any] | None = None,
+    flush: bool = False,
+) -> AuditEvent:
+    """append_sync for an AsyncSession."""
+    return await session.run_sync(lambda sync: append_sync(
+        sync, type=type, actor=actor, target=target, incident_id=incident_id,
+        action_id=action_id, outcome=outcome, payload=payload, flush=flush))
 
 
 @dataclass(frozen=True, slots=True)

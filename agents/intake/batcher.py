@@ -69,14 +69,20 @@ class IngestBatcher:
                     break
             try:
                 await self._commit(batch)
+            except Exception as exc:
+                # The writer task must outlive any one batch; its callers get the error.
+                log.exception("ingest batch failed")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Item]) -> None:
         try:
-            async with self._db.write() as session:
-                results = await store_batch(session, [delivery for delivery, _ in batch])
+            deliveries = [delivery for delivery, _ in batch]
+            results = await self._db.write_sync(lambda session: store_batch(session, deliveries))
         except Exception as exc:
             if len(batch) > 1:
                 # One bad delivery must not sink its neighbours: retry each on its own.

@@ -2,7 +2,8 @@
 
 A whole group-commit batch is stored set-wise: existing alerts and open incidents are fetched
 with a few IN queries, changes are made in memory, and one flush writes them (the audit events
-included), so the cost per delivery stays small and flat.
+included), so the cost per delivery stays small and flat. It is plain synchronous code: the
+batcher runs it on the database's writer thread, one hop per batch.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, load_only
 
 from agents.intake.normalize import SEVERITY_RANK, Delivery, NormalizedAlert
 from core.models import Alert, Incident, WorkItem
@@ -38,7 +39,7 @@ class IngestResult:
     queued: int = 0
 
 
-def _insert(session: AsyncSession, model: Any) -> Any:
+def _insert(session: Session, model: Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     return (sqlite_insert if dialect == "sqlite" else pg_insert)(model)
 
@@ -56,7 +57,7 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start:start + _CHUNK]
 
 
-async def enqueue(session: AsyncSession, incident_id: int, kind: str = INVESTIGATE) -> bool:
+def enqueue(session: Session, incident_id: int, kind: str = INVESTIGATE) -> bool:
     """Queue one work item of `kind` unless one is already pending; True if queued now."""
     stmt = (
         _insert(session, WorkItem)
@@ -65,13 +66,19 @@ async def enqueue(session: AsyncSession, incident_id: int, kind: str = INVESTIGA
         .on_conflict_do_nothing(index_elements=["pending_key"])
         .returning(WorkItem.id)
     )
-    return (await session.execute(stmt)).scalar() is not None
+    return session.execute(stmt).scalar() is not None
+
+
+# Only what dedup needs: the JSON columns are overwritten on update, never read here.
+_ALERT_KEYS = select(Alert).options(load_only(
+    Alert.id, Alert.incident_id, Alert.source, Alert.fingerprint, Alert.starts_at,
+    Alert.status, Alert.firing_key, Alert.times_seen, raiseload=True))
 
 
 class _Batch:
     """In-memory view of the rows a batch touches."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
         self.by_identity: dict[Identity, Alert] = {}
         self.by_firing: dict[str, Alert] = {}
@@ -84,35 +91,35 @@ class _Batch:
         if alert.firing_key:
             self.by_firing[alert.firing_key] = alert
 
-    async def prefetch(self, deliveries: Sequence[Delivery]) -> None:
+    def prefetch(self, deliveries: Sequence[Delivery]) -> None:
         firing_keys = sorted({_firing_key(d.source, a.fingerprint)
                               for d in deliveries for a in d.alerts})
         identities = sorted({(d.source, a.fingerprint, a.starts_at) for d in deliveries
                              for a in d.alerts if a.starts_at is not None})
         for keys in _chunks(firing_keys):
-            for alert in await self.session.scalars(
-                    select(Alert).where(Alert.firing_key.in_(keys))):
+            for alert in self.session.scalars(
+                    _ALERT_KEYS.where(Alert.firing_key.in_(keys))):
                 self.remember(alert)
         for ids in _chunks(identities):
-            for alert in await self.session.scalars(select(Alert).where(
+            for alert in self.session.scalars(_ALERT_KEYS.where(
                     tuple_(Alert.source, Alert.fingerprint, Alert.starts_at).in_(ids))):
                 self.remember(alert)
         open_keys = sorted({open_key_for(d.group_key) for d in deliveries})
         for keys in _chunks(open_keys):
-            for incident in await self.session.scalars(
+            for incident in self.session.scalars(
                     select(Incident).where(Incident.open_key.in_(keys))):
                 self.open_incidents[incident.open_key or ""] = incident
                 self.incidents[incident.id] = incident
 
-    async def incident(self, incident_id: int) -> Incident:
+    def incident(self, incident_id: int) -> Incident:
         found = self.incidents.get(incident_id)
         if found is None:
-            found = await self.session.get(Incident, incident_id)
+            found = self.session.get(Incident, incident_id)
             assert found is not None
             self.incidents[incident_id] = found
         return found
 
-    async def open_incident(self, d: Delivery, a: NormalizedAlert) -> tuple[Incident, bool]:
+    def open_incident(self, d: Delivery, a: NormalizedAlert) -> tuple[Incident, bool]:
         key = open_key_for(d.group_key)
         found = self.open_incidents.get(key)
         if found is not None:
@@ -127,9 +134,9 @@ class _Batch:
             .on_conflict_do_nothing(index_elements=["open_key"])
             .returning(Incident.id)
         )
-        new_id = (await self.session.execute(stmt)).scalar()
+        new_id = self.session.execute(stmt).scalar()
         # Inserted here, or a moment ago by another replica: either way it is the open one.
-        incident = await self.session.scalar(select(Incident).where(Incident.open_key == key))
+        incident = self.session.scalar(select(Incident).where(Incident.open_key == key))
         assert incident is not None
         self.open_incidents[key] = incident
         self.incidents[incident.id] = incident
@@ -161,7 +168,7 @@ def _update(existing: Alert, a: NormalizedAlert, batch: _Batch, now: datetime) -
         batch.maybe_quiet.add(existing.incident_id)
 
 
-async def _store_alert(batch: _Batch, d: Delivery, a: NormalizedAlert,
+def _store_alert(batch: _Batch, d: Delivery, a: NormalizedAlert,
                        result: IngestResult, touched: dict[int, None]) -> None:
     now = utcnow()
     key = _firing_key(d.source, a.fingerprint)
@@ -175,7 +182,7 @@ async def _store_alert(batch: _Batch, d: Delivery, a: NormalizedAlert,
             stale.status, stale.firing_key, stale.ends_at = "resolved", None, a.starts_at
             batch.by_firing.pop(key)
             batch.maybe_quiet.add(stale.incident_id)
-            await batch.session.flush()  # frees the firing key before the new row takes it
+            batch.session.flush()  # frees the firing key before the new row takes it
     if existing is not None:
         _update(existing, a, batch, now)
         result.updated_alerts += 1
@@ -185,13 +192,13 @@ async def _store_alert(batch: _Batch, d: Delivery, a: NormalizedAlert,
         # Resolve for a dedup key with no open alert: PagerDuty drops these too.
         result.ignored_alerts += 1
         return
-    incident, created = await batch.open_incident(d, a)
+    incident, created = batch.open_incident(d, a)
     if created:
-        await audit.append(batch.session, type="incident.opened", actor=_actor(d),
+        audit.append_sync(batch.session, type="incident.opened", actor=_actor(d),
                      incident_id=incident.id, target=f"incident:{incident.id}",
                      payload={"source": d.source, "title": incident.title,
                               "severity": incident.severity})
-        if a.status == "firing" and await enqueue(batch.session, incident.id):
+        if a.status == "firing" and enqueue(batch.session, incident.id):
             result.queued += 1
     _absorb(incident, a, now)
     alert = Alert(
@@ -212,48 +219,48 @@ async def _store_alert(batch: _Batch, d: Delivery, a: NormalizedAlert,
     touched[incident.id] = None
 
 
-async def _resolve_quiet(batch: _Batch, actors: dict[int, audit.Actor]) -> None:
+def _resolve_quiet(batch: _Batch, actors: dict[int, audit.Actor]) -> None:
     """Resolve the incidents whose last firing alert resolved in this batch."""
     candidates = sorted(batch.maybe_quiet)
     if not candidates:
         return
-    await batch.session.flush()
+    batch.session.flush()
     firing: dict[int, int] = {}
     for ids in _chunks(candidates):
-        rows = await batch.session.execute(
+        rows = batch.session.execute(
             select(Alert.incident_id, func.count()).where(
                 Alert.incident_id.in_(ids), Alert.status == "firing").group_by(Alert.incident_id))
         firing.update({int(i): int(n) for i, n in rows.all()})
     now = utcnow()
     for incident_id in candidates:
-        incident = await batch.incident(incident_id)
+        incident = batch.incident(incident_id)
         if firing.get(incident_id) or incident.status != "open":
             continue
         batch.open_incidents.pop(incident.open_key or "", None)
         incident.status, incident.open_key = "resolved", None
         incident.resolved_at = incident.updated_at = now
-        await audit.append(batch.session, type="incident.resolved",
+        audit.append_sync(batch.session, type="incident.resolved",
                      actor=actors.get(incident_id, audit.SYSTEM), incident_id=incident_id,
                      target=f"incident:{incident_id}", outcome="resolved",
                      payload={"reason": "all alerts resolved"})
 
 
-async def store_batch(session: AsyncSession, deliveries: Sequence[Delivery]) -> list[IngestResult]:
+def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[IngestResult]:
     """Store deliveries, in order, inside the caller's write transaction."""
     batch = _Batch(session)
     results: list[IngestResult] = []
     actors: dict[int, audit.Actor] = {}
     with session.no_autoflush:
-        await batch.prefetch(deliveries)
+        batch.prefetch(deliveries)
         for d in deliveries:
             result = IngestResult()
             touched: dict[int, None] = {}
             for a in d.alerts:
-                await _store_alert(batch, d, a, result, touched)
+                _store_alert(batch, d, a, result, touched)
             result.incident_ids = list(touched)
             for incident_id in touched:
                 actors[incident_id] = _actor(d)
-            await audit.append(
+            audit.append_sync(
                 session, type="alert.received", actor=_actor(d), target=d.group_key[:512],
                 incident_id=result.incident_ids[0] if len(result.incident_ids) == 1 else None,
                 outcome="accepted",
@@ -263,11 +270,11 @@ async def store_batch(session: AsyncSession, deliveries: Sequence[Delivery]) -> 
                          "fingerprints": [a.fingerprint for a in d.alerts[:50]]},
             )
             results.append(result)
-        await _resolve_quiet(batch, actors)
-    await session.flush()
+        _resolve_quiet(batch, actors)
+    session.flush()
     return results
 
 
-async def store_delivery(session: AsyncSession, d: Delivery) -> IngestResult:
+def store_delivery(session: Session, d: Delivery) -> IngestResult:
     """Store one delivery inside the caller's write transaction."""
-    return (await store_batch(session, [d]))[0]
+    return (store_batch(session, [d]))[0]

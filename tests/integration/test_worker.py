@@ -20,7 +20,7 @@ async def _incident(db: Database) -> int:
         inc = Incident(source="generic", group_key="g", open_key="k", title="t", severity="info")
         s.add(inc)
         await s.flush()
-        await enqueue(s, inc.id)
+        await s.run_sync(lambda sync: enqueue(sync, inc.id))
         return inc.id
 
 
