@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import CursorResult, Executable, create_engine, event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -127,3 +129,10 @@ async def execute_count(session: AsyncSession, statement: Executable) -> int:
     result = await session.execute(statement)
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
+
+
+def insert_for(session: Session | AsyncSession, model: Any) -> Any:
+    """The dialect's INSERT (it has on_conflict_do_nothing on both SQLite and PostgreSQL)."""
+    bind = session.bind
+    name = bind.dialect.name if bind is not None else "sqlite"
+    return (sqlite_insert if name == "sqlite" else pg_insert)(model)

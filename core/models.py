@@ -1,4 +1,4 @@
-"""ORM models: incidents, alerts, work items, audit events, API tokens."""
+"""ORM models: incidents, alerts, work items, audit events, tokens, actions and approvals."""
 
 from __future__ import annotations
 
@@ -174,3 +174,80 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Action(Base):
+    """A proposed change to the world and its lifecycle (see design.md, Action lifecycle)."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    tool: Mapped[str] = mapped_column(String(128))
+    effect: Mapped[str] = mapped_column(String(16))
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    preview: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    snapshot: Mapped[str | None] = mapped_column(Text)
+    inverse: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    decision: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    approver_role: Mapped[str] = mapped_column(String(16), default="approver")
+    separation_of_duties: Mapped[bool] = mapped_column(default=True)
+    requested_by: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str | None] = mapped_column(String(256))
+    expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    executed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class ActionApproval(Base):
+    """One human's decision on an action; one row per person however many channels they use."""
+
+    __tablename__ = "action_approvals"
+    __table_args__ = (UniqueConstraint("action_id", "principal", name="uq_action_approvals_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), index=True)
+    principal: Mapped[str] = mapped_column(String(256))
+    decision: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ActionClaim(Base):
+    """Idempotency key of an execution: inserted once, before the tool runs."""
+
+    __tablename__ = "action_claims"
+
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(String(128))
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Control(Base):
+    """Service-wide switches (the kill switch), changed only through audited calls."""
+
+    __tablename__ = "controls"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class GraphThread(Base):
+    """One supervisor-graph thread per incident, and the interrupt it is waiting on."""
+
+    __tablename__ = "graph_threads"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    interrupt_id: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, load_only
 
 from agents.intake.normalize import SEVERITY_RANK, Delivery, NormalizedAlert
+from core.database import insert_for
 from core.models import Alert, Incident, WorkItem
 from core.timeutil import utcnow
 from guardrails import audit
@@ -39,11 +38,6 @@ class IngestResult:
     queued: int = 0
 
 
-def _insert(session: Session, model: Any) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
-    return (sqlite_insert if dialect == "sqlite" else pg_insert)(model)
-
-
 def open_key_for(group_key: str) -> str:
     return hashlib.sha256(group_key.encode("utf-8")).hexdigest()
 
@@ -60,7 +54,7 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 def enqueue(session: Session, incident_id: int, kind: str = INVESTIGATE) -> bool:
     """Queue one work item of `kind` unless one is already pending; True if queued now."""
     stmt = (
-        _insert(session, WorkItem)
+        insert_for(session, WorkItem)
         .values(incident_id=incident_id, kind=kind, status="pending",
                 pending_key=f"{kind}:{incident_id}", attempts=0, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["pending_key"])
@@ -126,7 +120,7 @@ class _Batch:
             return found, False
         now = utcnow()
         stmt = (
-            _insert(self.session, Incident)
+            insert_for(self.session, Incident)
             .values(source=d.source, group_key=d.group_key, open_key=key, title=a.title[:512],
                     severity=a.severity, status="open", investigation="queued",
                     labels=d.meta.get("group_labels") or {}, services=[],
