@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.database import execute_count, insert_for
-from core.errors import Conflict, Forbidden, NotFound
+from core.database import Database, execute_count, insert_for
+from core.errors import Conflict, Forbidden, MetaopsError, NotFound
 from core.models import Action, ActionApproval
 from core.timeutil import iso, utcnow
 from guardrails import audit
@@ -109,6 +109,8 @@ class DecisionResult:
     needed: int
     changed: bool  # this call moved the action to a new status
     already: bool  # the same person had already decided (counts once)
+    # A refusal or expiry is recorded (audited, committed) and then raised by the caller.
+    error: MetaopsError | None = None
 
 
 async def _locked(session: AsyncSession, action_id: str) -> Action:
@@ -134,6 +136,22 @@ async def approvers(session: AsyncSession, action_id: str) -> list[str]:
     return list(rows)
 
 
+def _refused(action: Action, error: MetaopsError) -> DecisionResult:
+    return DecisionResult(action, action.status, 0, action.required_approvals, False, False, error)
+
+
+async def decide_and_commit(
+    db: Database, action_id: str, principal: Principal, decision: str, via: str,
+    reason: str | None = None, now: datetime | None = None,
+) -> DecisionResult:
+    """decide() in its own transaction; a refusal is committed (audited) and then raised."""
+    async with db.write() as session:
+        result = await decide(session, action_id, principal, decision, via, reason, now)
+    if result.error is not None:
+        raise result.error
+    return result
+
+
 async def decide(
     session: AsyncSession, action_id: str, principal: Principal, decision: str, via: str,
     reason: str | None = None, now: datetime | None = None,
@@ -146,12 +164,13 @@ async def decide(
     if not principal.at_least(action.approver_role):
         await _event(session, subject, "approval.refused", actor, "forbidden",
                      {"reason": f"role {principal.role} < {action.approver_role}"})
-        raise Forbidden(f"approving {action.tool} needs role {action.approver_role}")
+        return _refused(action, Forbidden(
+            f"approving {action.tool} needs role {action.approver_role}"))
     if action.separation_of_duties and principal.name == action.requested_by:
         await _event(session, subject, "approval.refused", actor, "forbidden",
                      {"reason": "separation of duties: you requested it"})
-        raise Forbidden("separation of duties: the person who requested an action cannot "
-                        "approve it")
+        return _refused(action, Forbidden(
+            "separation of duties: the person who requested an action cannot approve it"))
     count = len(await approvers(session, action.id))
     if action.status != PENDING:
         if decision == "approve" and action.status in APPROVED_OR_LATER:
@@ -163,8 +182,8 @@ async def decide(
         await _cas(session, action.id, PENDING, "expired")
         await _event(session, subject, "action.expired", audit.SYSTEM, "expired",
                      {"expires_at": iso(action.expires_at)})
-        raise Conflict(f"action {action.id} expired at {iso(action.expires_at)}",
-                       {"status": "expired"})
+        return _refused(action, Conflict(
+            f"action {action.id} expired at {iso(action.expires_at)}", {"status": "expired"}))
     inserted = (await session.execute(
         insert_for(session, ActionApproval).values(
             action_id=action.id, principal=principal.name, decision=decision, via=via,
