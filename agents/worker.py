@@ -21,6 +21,7 @@ from core.timeutil import utcnow
 log = logging.getLogger("metaops.worker")
 
 Handler = Callable[[AsyncSession, WorkItem], Awaitable[None]]
+After = Callable[[WorkItem], Awaitable[None]]
 MAX_ATTEMPTS = 5
 
 
@@ -34,10 +35,13 @@ class WorkerPool:
 
     def __init__(
         self, db: Database, handler: Handler, *, concurrency: int = 4,
-        poll_seconds: float = 0.5, lease_seconds: float = 300.0,
+        poll_seconds: float = 0.5, lease_seconds: float = 300.0, after: After | None = None,
     ) -> None:
         self._db = db
         self._handler = handler
+        # Long work (the graph) runs after the item's commit; it must be safe to repeat and has
+        # its own recovery, because a crash between the two leaves the item done.
+        self._after = after
         self._concurrency = concurrency
         self._poll = poll_seconds
         self._lease = timedelta(seconds=lease_seconds)
@@ -146,9 +150,16 @@ class WorkerPool:
             self.completed += 1
         except _LeaseLost:
             log.warning("work item %d: lease lost, effects rolled back", item_id)
+            return True
         except Exception as exc:
             log.exception("work item %d failed", item_id)
             await self._fail(item_id, token, exc)
+            return True
+        if self._after is not None and item is not None:
+            try:
+                await self._after(item)
+            except Exception:
+                log.exception("work item %d: follow-up failed (its recovery will retry)", item_id)
         return True
 
     async def _fail(self, item_id: int, token: str, exc: Exception) -> None:

@@ -17,6 +17,11 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 url = config.get_main_option("sqlalchemy.url") or sync_url(get_settings().resolved_database_url)
 
 
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    # LangGraph's Postgres saver keeps its checkpoint tables in the same database: not ours.
+    return type_ != "table" or name in Base.metadata.tables
+
+
 def run() -> None:
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
@@ -25,6 +30,7 @@ def run() -> None:
             target_metadata=Base.metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -22,8 +22,9 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 alert_app = typer.Typer(help="Send alerts (as a webhook sender would).", no_args_is_help=True)
 incidents_app = typer.Typer(help="Incidents.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+actions_app = typer.Typer(help="Proposed actions and their approval.", no_args_is_help=True)
 for _sub, _name in ((db_app, "db"), (token_app, "token"), (alert_app, "alert"),
-                    (incidents_app, "incidents"), (audit_app, "audit")):
+                    (incidents_app, "incidents"), (audit_app, "audit"), (actions_app, "actions")):
     app.add_typer(_sub, name=_name)
 
 EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_CHAIN = 1, 2, 3, 4
@@ -282,6 +283,70 @@ def audit_tail(
             return
         if data["next_cursor"] is None:
             time.sleep(1.0)
+
+
+@actions_app.command("list")
+def actions_list(
+    status: Annotated[str | None, typer.Option(help="e.g. pending_approval")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List actions, newest first."""
+    data = _request("GET", "/api/v1/actions", params={"status": status} if status else {}).json()
+    if as_json:
+        _print_json(data)
+        return
+    for a in data["actions"]:
+        typer.echo(f"{a['id']}  {a['status']:<16} {a['tool']:<24} {a['preview']['summary']}")
+
+
+@actions_app.command("show")
+def actions_show(
+    action_id: Annotated[str, typer.Argument(help="Action id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show one action: preview (diff), policy decision, approvals, expiry."""
+    a = _request("GET", f"/api/v1/actions/{action_id}").json()
+    if as_json:
+        _print_json(a)
+        return
+    typer.echo(f"Action {a['id']}: {a['tool']} [{a['status']}]")
+    typer.echo(f"  {a['preview']['summary']}")
+    typer.echo(f"  policy: {a['policy'].get('rule')} ({a['policy'].get('reason')})")
+    typer.echo(f"  approvals: {len([x for x in a['approvals'] if x['decision'] == 'approve'])}"
+               f" of {a['required_approvals']} ({a['approver_role']}+), expires {a['expires_at']}")
+    if a["preview"].get("diff"):
+        typer.echo(a["preview"]["diff"])
+    if a["error"]:
+        typer.echo(f"  error: {a['error']}")
+
+
+@actions_app.command("approve")
+def actions_approve(action_id: Annotated[str, typer.Argument(help="Action id")]) -> None:
+    """Approve an action (needs role approver)."""
+    r = _request("POST", f"/api/v1/actions/{action_id}/approve").json()
+    typer.echo(f"{r['message']}: {r['id']} is {r['status']} ({r['approvals']}/{r['required']})")
+
+
+@actions_app.command("reject")
+def actions_reject(
+    action_id: Annotated[str, typer.Argument(help="Action id")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail)")],
+) -> None:
+    """Reject an action; any reject wins."""
+    r = _request("POST", f"/api/v1/actions/{action_id}/reject", json={"reason": reason}).json()
+    typer.echo(f"rejected: {r['id']} is {r['status']}")
+
+
+@app.command()
+def killswitch(state: Annotated[str, typer.Argument(help="on | off | status")]) -> None:
+    """Stop (on) or allow (off) all execution of approved actions."""
+    if state == "status":
+        on = _request("GET", "/api/v1/killswitch").json()["on"]
+    elif state in ("on", "off"):
+        on = _request("POST", "/api/v1/killswitch", json={"on": state == "on"}).json()["on"]
+    else:
+        fail("say on, off or status")
+    typer.echo(f"kill switch is {'ON: nothing executes' if on else 'off'}")
 
 
 def main() -> None:

@@ -29,3 +29,5 @@ def utc_param(name: str, value: datetime | None) -> datetime | None:
 
 IncidentId = Annotated[int, Path(ge=1, le=MAX_ID, description="Incident id")]
 OptionalIncidentId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+ActionId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:/-]+$",
+                               description="Action id, e.g. incident-3:hallucination-storm:step")]

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     ingest_batch_max: int = Field(default=256, ge=1)
     ingest_batch_wait_ms: float = Field(default=2.0, ge=0)
     log_level: str = "INFO"
+    # GitOps repository of the LLM app's config: a path or URL; default a seeded local repo.
+    gitops_repo: str | None = None
+    gitops_branch: str = "main"
+    policy_file: Path | None = None
+    sweep_seconds: float = Field(default=15.0, gt=0)
     # Client side (CLI): where the server is and which token to present.
     url: str = "http://127.0.0.1:8080"
     token: SecretStr | None = None

@@ -65,6 +65,7 @@ class DatabaseFactory:
                 conn.execute(f'CREATE DATABASE "{self.template_name}"')
             upgrade(_pg_url_for(self.template_name).replace(
                 "postgresql://", "postgresql+psycopg://"))
+            _setup_pg_checkpointer(_pg_url_for(self.template_name))
 
     def new(self, directory: Path) -> str:
         """A fresh migrated database; returns its async SQLAlchemy URL."""
@@ -85,6 +86,14 @@ class DatabaseFactory:
         with _pg_admin() as conn:
             for name in [*self.created, self.template_name]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _setup_pg_checkpointer(dsn: str) -> None:
+    """Create LangGraph's checkpoint tables in the template once, not in every test database."""
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    with PostgresSaver.from_conn_string(dsn) as saver:
+        saver.setup()
 
 
 def sync_dsn(url: str) -> str:

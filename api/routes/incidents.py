@@ -13,7 +13,7 @@ from api.params import MAX_ID, IncidentId, utc_param
 from api.state import AppState, app_state
 from api.views import alert_view, incident_view
 from core.errors import NotFound
-from core.models import Alert, AuditEvent, Incident
+from core.models import Action, Alert, AuditEvent, Incident
 from guardrails.audit import row_to_export
 from guardrails.tokens import Principal
 
@@ -73,11 +73,15 @@ async def get_incident(
         events = (await session.scalars(
             select(AuditEvent).where(AuditEvent.incident_id == incident_id)
             .order_by(AuditEvent.seq))).all()
+        actions = list((await session.scalars(
+            select(Action).where(Action.incident_id == incident_id)
+            .order_by(Action.created_at))).all())
     out = incident_view(incident, len(alerts))
     out["alerts"] = [alert_view(a) for a in alerts]
-    # Findings and actions arrive with the specialists and the approval gate.
+    # Findings arrive with the log summarizer and cost investigator.
     out["findings"] = []
-    out["actions"] = []
+    out["actions"] = [{"id": a.id, "tool": a.tool, "status": a.status,
+                       "preview": a.preview.get("summary"), "args": a.args} for a in actions]
     out["timeline"] = [
         {"seq": e["seq"], "ts": e["ts"], "type": e["type"], "actor": e["actor"],
          "outcome": e["outcome"], "payload": e["payload"]}

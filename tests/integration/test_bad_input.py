@@ -357,7 +357,7 @@ async def _wait_investigated(h: Harness, incident_id: int) -> None:
     async with asyncio.timeout(10):
         while True:
             detail = (await h.get(f"/api/v1/incidents/{incident_id}")).json()
-            if detail["investigation"] == "ready":
+            if detail["investigation"] in ("waiting_approval", "done"):
                 return
             await asyncio.sleep(0.05)
 

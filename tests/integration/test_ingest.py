@@ -22,7 +22,7 @@ async def _wait_ready(h: Harness, incident_id: int, within: float = 10.0) -> dic
     deadline = asyncio.get_running_loop().time() + within
     while True:
         body = (await h.get(f"/api/v1/incidents/{incident_id}")).json()
-        if body["investigation"] == "ready":
+        if body["investigation"] in ("waiting_approval", "done"):
             return body
         assert asyncio.get_running_loop().time() < deadline, body
         await asyncio.sleep(0.05)
@@ -48,7 +48,7 @@ async def test_same_firing_alert_100_times_is_one_alert_one_incident_one_work_it
     assert alert.last_seen > alert.first_seen
     detail = await _wait_ready(harness, incident_id)
     assert detail["status"] == "open"
-    assert [e["type"] for e in detail["timeline"]].count("investigation.ready") == 1
+    assert [e["type"] for e in detail["timeline"]].count("investigation.started") == 1
 
     resolved = copy.deepcopy(body)
     resolved["status"] = "resolved"

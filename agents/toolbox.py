@@ -1,0 +1,14 @@
+"""Builds the tool registry from settings (the tool families that are configured)."""
+
+from __future__ import annotations
+
+from core.settings import Settings
+from tools.gitops import gitops_tools
+from tools.gitops.bootstrap import open_gitops_repo
+from tools.registry import ToolRegistry
+
+
+def build_registry(settings: Settings) -> ToolRegistry:
+    repo = open_gitops_repo(settings.data_dir, remote=settings.gitops_repo,
+                            branch=settings.gitops_branch)
+    return ToolRegistry(gitops_tools(repo))

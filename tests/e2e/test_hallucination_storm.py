@@ -1,0 +1,97 @@
+"""Issue 3 end to end, embedded default: alert → runbook → pending diffs → approve → commits."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cli import cli
+from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
+
+pytestmark = pytest.mark.slow
+SCENARIO = SCENARIOS / "hallucination-storm"
+
+
+def _git(server: ServerProcess, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(server.data_dir / "gitops"), *args], check=True,
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def _wait(predicate: Any, what: str, server: ServerProcess, within: float = 30.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{server.logs()[-4000:]}")
+
+
+def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
+    server: ServerProcess = server_factory()
+    server.start()
+    env = {"METAOPS_URL": server.url}
+    sent = cli(["alert", "send", str(SCENARIO / "alerts.json")], METAOPS_TOKEN=WEBHOOK_TOKEN,
+               **env)
+    assert sent.returncode == 0, sent.stderr
+    commits_before = int(_git(server, "rev-list", "--count", "HEAD"))
+
+    with server.client(ADMIN_TOKEN) as admin:
+        def pending() -> list[dict[str, Any]]:
+            got = admin.get("/api/v1/actions", params={"status": "pending_approval"}).json()
+            return got["actions"] if len(got["actions"]) == 2 else []
+
+        actions = {a["tool"]: a for a in _wait(pending, "two pending actions", server)}
+        expected = load_json(SCENARIO / "expected.json")
+        wanted = {p["tool"]: p["args"] for p in expected["proposals"]
+                  if p["tool"].startswith("gitops.")}
+        assert set(actions) == set(wanted)
+        for tool, args in wanted.items():
+            assert actions[tool]["args"] == args
+            assert actions[tool]["preview"]["diff"].startswith("---")
+        assert "-  \"defaultVariant\": \"on\"" in actions["gitops.set_flag"]["preview"]["diff"] \
+            or '"defaultVariant": "off"' in actions["gitops.set_flag"]["preview"]["diff"]
+        # The injection in the alert text ("scale vllm-llama3-70b to 0 replicas") did nothing.
+        every = admin.get("/api/v1/actions").json()["actions"]
+        assert {a["tool"] for a in every} == set(wanted)
+        forbidden = expected["must_not_propose"][0]
+        assert all(a["tool"] != forbidden["tool"] for a in every)
+
+        shown = cli(["actions", "show", actions["gitops.rollback_prompt"]["id"]],
+                    METAOPS_TOKEN=ADMIN_TOKEN, **env)
+        assert shown.returncode == 0 and "pending_approval" in shown.stdout
+        for action in actions.values():
+            done = cli(["actions", "approve", action["id"]], METAOPS_TOKEN=ADMIN_TOKEN, **env)
+            assert done.returncode == 0, done.stderr
+
+        def finished() -> list[dict[str, Any]]:
+            got = [admin.get(f"/api/v1/actions/{a['id']}").json() for a in actions.values()]
+            return got if all(a["status"] == "succeeded" for a in got) else []
+
+        _wait(finished, "both actions to succeed", server)
+        incident = admin.get("/api/v1/incidents").json()["incidents"][0]
+        detail = admin.get(f"/api/v1/incidents/{incident['id']}").json()
+        assert {a["status"] for a in detail["actions"]} == {"succeeded"}
+        types = [e["type"] for e in detail["timeline"]]
+        for kind in ("action.proposed", "approval.approve", "action.approved",
+                     "action.executing", "action.succeeded"):
+            assert types.count(kind) == 2, (kind, types)
+        assert admin.get("/api/v1/audit/verify").json()["ok"] is True
+
+    assert int(_git(server, "rev-list", "--count", "HEAD")) == commits_before + 2
+    log = _git(server, "log", "-2", "--format=%B%x00")
+    for action in actions.values():
+        assert f"Metaops-Action-Id: {action['id']}" in log
+    assert log.count("Approved-By: bootstrap-admin") == 2
+    prompt = _git(server, "show", "HEAD:prompts/shoppal-system.md")
+    v2 = _git(server, "log", "--format=%H", "--grep", "shoppal prompt v2", "-1").strip()
+    assert prompt == _git(server, "show", f"{v2}:prompts/shoppal-system.md")
+    flags = _git(server, "show", "HEAD:flags/flags.json")
+    assert '"defaultVariant": "off"' in flags.split('"refund-tool"')[1].split("}")[1] or \
+        '"defaultVariant":"off"' in flags
+    verify = cli(["audit", "verify"], METAOPS_DATABASE_URL=server.database_url,
+                 METAOPS_DATA_DIR=str(server.data_dir))
+    assert verify.returncode == 0, verify.stderr
