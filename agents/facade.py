@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -61,11 +62,16 @@ class Runtime:
         )
         self.registry = build_registry(settings)
         self.policy = Policy.load(settings.policy_file)
-        self.executor = Executor(db, self.registry)
+        self.executor = Executor(db, self.registry, crash_hook=self._crash_hook)
         self.runner: InvestigationRunner | None = None
         self._stack = AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler()
+
+    def _crash_hook(self, point: str) -> None:
+        if self.settings.env == "test" and self.settings.test_crash_point == point:
+            log.warning("test hook: dying at %s", point)
+            os._exit(137)
 
     async def start(self) -> None:
         saver = await self._stack.enter_async_context(

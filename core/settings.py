@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     gitops_branch: str = "main"
     policy_file: Path | None = None
     sweep_seconds: float = Field(default=15.0, gt=0)
+    # Test hook: the process dies at this point of an execution (only with METAOPS_ENV=test).
+    test_crash_point: Literal["before_tool", "after_tool"] | None = None
     # Client side (CLI): where the server is and which token to present.
     url: str = "http://127.0.0.1:8080"
     token: SecretStr | None = None
