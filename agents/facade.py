@@ -9,6 +9,7 @@ import os
 from contextlib import AsyncExitStack
 from typing import Any
 
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agents.checkpoint import open_checkpointer
@@ -66,7 +67,9 @@ class Runtime:
         self.runner: InvestigationRunner | None = None
         self._stack = AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._scheduler = AsyncIOScheduler()
+        # Jobs live in the database (the job store), so scheduled work survives restarts.
+        self._scheduler = AsyncIOScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=db.sync_engine)})
 
     def _crash_hook(self, point: str) -> None:
         if self.settings.env == "test" and self.settings.test_crash_point == point:
@@ -83,8 +86,10 @@ class Runtime:
         await self.executor.reconcile()
         await self.batcher.start()
         await self.workers.start()
-        self._scheduler.add_job(self.sweep, "interval", seconds=self.settings.sweep_seconds,
-                                id="sweep", max_instances=1, coalesce=True)
+        _CURRENT["runtime"] = self
+        self._scheduler.add_job(scheduled_sweep, "interval", seconds=self.settings.sweep_seconds,
+                                id="sweep", max_instances=1, coalesce=True,
+                                replace_existing=True, misfire_grace_time=60)
         self._scheduler.start()
         self._spawn(self.runner.recover())
 
@@ -148,6 +153,16 @@ class Runtime:
                 await self.runner.resume_if_decided(incident_id)
         except Exception:
             log.exception("sweep failed")
+
+
+# The job store keeps jobs by reference ("module:function"), so jobs find the runtime here.
+_CURRENT: dict[str, Runtime] = {}
+
+
+async def scheduled_sweep() -> None:
+    runtime = _CURRENT.get("runtime")
+    if runtime is not None:
+        await runtime.sweep()
 
 
 __all__ = [

@@ -98,3 +98,30 @@ async def test_kill_switch_and_reject_through_the_api(harness: Harness) -> None:
     denied = await harness.client.post("/api/v1/killswitch", json={"on": True},
                                        headers=harness.auth(vtoken))
     assert denied.status_code == 403
+
+
+async def test_the_sweep_expires_overdue_approvals_and_the_graph_ends(harness: Harness) -> None:
+    from sqlalchemy import update
+
+    from core.models import Action
+    from core.timeutil import utcnow
+
+    alerts = load_json(SCENARIOS / "provider-outage" / "alerts.json")
+    assert (await harness.post_webhook("alertmanager", alerts)).status_code == 202
+    (action,) = await _pending(harness, 1)
+    db = harness.app.state.metaops.db
+    async with db.write() as s:  # the clock has run past the expiry
+        await s.execute(update(Action).where(Action.id == action["id"]).values(
+            expires_at=utcnow()))
+    await harness.runtime.sweep()
+    expired = await _status(harness, action["id"], "expired")
+    assert expired["executed_at"] is None
+    incident = (await harness.get(f"/api/v1/incidents/{action['incident_id']}")).json()
+    deadline = asyncio.get_running_loop().time() + 10
+    while incident["investigation"] != "done":
+        assert asyncio.get_running_loop().time() < deadline, incident
+        await asyncio.sleep(0.05)
+        incident = (await harness.get(f"/api/v1/incidents/{action['incident_id']}")).json()
+    late = await harness.client.post(f"/api/v1/actions/{action['id']}/approve",
+                                     headers=harness.auth())
+    assert late.status_code == 409
