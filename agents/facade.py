@@ -38,7 +38,7 @@ from core.database import Database
 from core.models import Action, WorkItem
 from core.settings import Settings
 from guardrails import audit
-from guardrails.actions import DecisionResult, decide_and_commit, expire_due
+from guardrails.actions import DecisionResult, decide_and_commit, escalate_due, expire_due
 from guardrails.executor import Executor, set_kill_switch
 from guardrails.policy import Policy
 from guardrails.tokens import Principal
@@ -144,10 +144,11 @@ class Runtime:
         await self.runner.recover()
 
     async def sweep(self) -> None:
-        """Periodic: expire overdue approvals (default deny), settle graphs waiting on them."""
+        """Periodic: escalate slow approvals, expire overdue ones (default deny), settle graphs."""
         try:
             async with self.db.write() as session:
                 expired: list[Action] = await expire_due(session)
+                await escalate_due(session)
             assert self.runner is not None
             for incident_id in {a.incident_id for a in expired if a.incident_id is not None}:
                 await self.runner.resume_if_decided(incident_id)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import Database, execute_count, insert_for
 from core.errors import Conflict, Forbidden, MetaopsError, NotFound
-from core.models import Action, ActionApproval
+from core.models import Action, ActionApproval, AuditEvent
 from core.timeutil import iso, utcnow
 from guardrails import audit
 from guardrails.tokens import Principal
@@ -223,6 +223,27 @@ async def expire_due(session: AsyncSession, now: datetime | None = None) -> list
                                payload={"expires_at": iso(action.expires_at or now)})
             expired.append(action)
     return expired
+
+
+async def escalate_due(session: AsyncSession, now: datetime | None = None) -> list[Action]:
+    """Pending actions waiting longer than their policy's escalate_after_minutes: escalate once
+    (an audited timeline entry; Slack joins when it exists)."""
+    now = now or utcnow()
+    escalated = set(await session.scalars(
+        select(AuditEvent.action_id).where(AuditEvent.type == "action.escalated")))
+    out = []
+    for action in await session.scalars(select(Action).where(Action.status == PENDING)):
+        after = action.decision.get("escalate_after_minutes")
+        if after is None or action.id in escalated:
+            continue
+        if now >= action.created_at + timedelta(minutes=int(after)):
+            await _event(session, _Subject(action.incident_id, action.id, action.tool),
+                         "action.escalated", audit.WORKER, "escalated",
+                         {"waiting_minutes": int((now - action.created_at).total_seconds() // 60),
+                          "approvals_needed": action.required_approvals,
+                          "approver_role": action.approver_role})
+            out.append(action)
+    return out
 
 
 async def count_for_incident(session: AsyncSession, incident_id: int | None) -> int:

@@ -15,7 +15,7 @@ from core.database import Database
 from core.errors import Conflict, Forbidden
 from core.models import Action, AuditEvent
 from guardrails import audit
-from guardrails.actions import Proposal, decide_and_commit, expire_due, propose
+from guardrails.actions import Proposal, decide_and_commit, escalate_due, expire_due, propose
 from guardrails.executor import Executor, set_kill_switch
 from guardrails.tokens import Principal
 from tests.filetool import FileTool, SetKey
@@ -191,3 +191,16 @@ async def test_reconcile_settles_executing_actions_without_rerunning(
     settled = dict(await Executor(db, registry).reconcile())
     assert settled == {"applied": "succeeded", "lost": "failed"}
     assert tool.executions == 1 and destructive.executions == 0
+
+
+async def test_slow_approvals_escalate_once(db: Database, tool: FileTool) -> None:
+    action = await _propose(db, tool)
+    async with db.write() as s:
+        await s.execute(update(Action).where(Action.id == "a1").values(
+            decision={**action.decision, "escalate_after_minutes": 15}))
+    async with db.write() as s:
+        assert await escalate_due(s, now=action.created_at + timedelta(minutes=14)) == []
+    for _ in range(2):
+        async with db.write() as s:
+            await escalate_due(s, now=action.created_at + timedelta(minutes=16))
+    assert await _events(db, "action.escalated") == 1
