@@ -92,24 +92,30 @@ def build_graph(deps: GraphDeps,
         alert = next(a for a in alerts if deps.reasoner.runbook_for([a]) is runbook)
         findings: dict[str, Any] = {}
         proposals: list[str] = []
+        failed: dict[str, str] = {}
         for step, raw_args in plan(runbook, alert, findings):
-            tool = deps.registry.get(step.tool)
-            args = tool.spec.args.model_validate(raw_args)
-            if tool.spec.effect is Effect.READ:
-                assert isinstance(tool, ReadTool)
-                result = await asyncio.to_thread(tool.run, args)
-                findings[step.id] = _small(result.data) if result.status == "ok" else {
-                    "error": result.error}
-                continue
-            assert isinstance(tool, WriteTool)
-            action_id = action_id_for(incident_id, runbook.name, step.id)
-            proposals.append(action_id)
-            await _propose(deps, incident_id, runbook.name, step, tool, args, action_id)
+            try:
+                tool = deps.registry.get(step.tool)
+                args = tool.spec.args.model_validate(raw_args)
+                if tool.spec.effect is Effect.READ:
+                    assert isinstance(tool, ReadTool)
+                    result = await asyncio.to_thread(tool.run, args)
+                    findings[step.id] = _small(result.data) if result.status == "ok" else {
+                        "error": result.error}
+                    continue
+                assert isinstance(tool, WriteTool)
+                action_id = action_id_for(incident_id, runbook.name, step.id)
+                await _propose(deps, incident_id, runbook.name, step, tool, args, action_id)
+                proposals.append(action_id)
+            except Exception as exc:
+                # One broken step (unknown flag, git error) must not sink the investigation.
+                failed[step.id] = f"{exc.__class__.__name__}: {exc}"[:500]
         async with deps.db.write() as session:
             await audit.append(session, type="runbook.completed", actor=AGENT,
                                incident_id=incident_id, target=f"runbook:{runbook.name}",
-                               outcome="ok", payload={"proposals": proposals,
-                                                      "read_steps": sorted(findings)})
+                               outcome="failed_steps" if failed else "ok",
+                               payload={"proposals": proposals, "read_steps": sorted(findings),
+                                        "failed_steps": failed})
         return {"runbook": runbook.name, "findings": findings, "proposals": proposals}
 
     async def approval(state: IncidentState) -> dict[str, Any]:

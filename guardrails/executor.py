@@ -95,7 +95,17 @@ class Executor:
                 return "failed"
             tool = self._tool(action.tool)
             args = tool.spec.args.model_validate(action.args)
-            current = await asyncio.to_thread(tool.snapshot, args)
+            try:
+                current = await asyncio.to_thread(tool.snapshot, args)
+            except Exception as exc:
+                # The target can't be read: leave it approved, so a later attempt may run it.
+                log.warning("snapshot of %s failed: %s", action.id, exc.__class__.__name__)
+                await audit.append(session, type="execution.deferred",
+                                   actor=audit.Actor("agent", "executor", "system"),
+                                   outcome="deferred",
+                                   payload={"reason": f"cannot read the target: {exc}"[:500]},
+                                   **_subject(action))
+                return "approved"
             if action.snapshot is not None and current != action.snapshot:
                 await _finish(session, action, "stale", "action.stale",
                               {"reason": "target changed since the proposal",
