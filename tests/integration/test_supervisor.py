@@ -1,0 +1,65 @@
+"""The graph with a hand-made runbook: a broken step is recorded, the rest still proposed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langgraph.checkpoint.memory import InMemorySaver
+from sqlalchemy import select
+
+from agents.investigation import InvestigationRunner
+from agents.reasoner import RuleReasoner
+from agents.runbooks.loader import load_runbooks
+from agents.supervisor import GraphDeps, build_graph
+from core.database import Database
+from core.models import Action, Alert, AuditEvent, GraphThread, Incident
+from core.timeutil import utcnow
+from guardrails.executor import Executor
+from guardrails.policy import Policy
+from tools.gitops import gitops_tools
+from tools.gitops.bootstrap import open_gitops_repo
+from tools.registry import ToolRegistry
+
+RUNBOOK = """
+name: flags-only
+description: test runbook with one broken step
+match: {alertname: FlagTrouble}
+steps:
+  - {id: flags, tool: gitops.get_flags}
+  - id: bogus
+    tool: gitops.set_flag
+    args: {flag: no-such-flag, variant: "off"}
+  - id: refund_off
+    tool: gitops.set_flag
+    args: {flag: refund-tool, variant: "off"}
+"""
+
+
+async def test_broken_step_is_recorded_and_the_rest_proposed(db: Database,
+                                                            tmp_path: Path) -> None:
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "flags-only.yaml").write_text(RUNBOOK)
+    registry = ToolRegistry(gitops_tools(open_gitops_repo(tmp_path / "data")))
+    deps = GraphDeps(db, registry, Policy.load(),
+                     RuleReasoner(load_runbooks(tmp_path / "runbooks")),
+                     Executor(db, registry))
+    runner = InvestigationRunner(db, build_graph(deps, InMemorySaver()))
+    async with db.write() as s:
+        incident = Incident(source="generic", group_key="g", open_key="k", title="flags",
+                            severity="warning")
+        s.add(incident)
+        await s.flush()
+        s.add(Alert(incident_id=incident.id, source="generic", fingerprint="f", status="firing",
+                    name="FlagTrouble", title="t", severity="warning", starts_at=utcnow()))
+        s.add(GraphThread(incident_id=incident.id, thread_id=f"incident-{incident.id}",
+                          status="running"))
+    await runner.run(incident.id)
+    async with db.read() as s:
+        actions = list(await s.scalars(select(Action)))
+        done = await s.scalar(select(AuditEvent).where(AuditEvent.type == "runbook.completed"))
+        thread = await s.get(GraphThread, incident.id)
+    assert [(a.tool, a.args["flag"], a.status) for a in actions] == [
+        ("gitops.set_flag", "refund-tool", "pending_approval")]
+    assert done is not None and set(done.payload["failed_steps"]) == {"bogus"}
+    assert "no-such-flag" in done.payload["failed_steps"]["bogus"]
+    assert thread is not None and thread.status == "waiting" and thread.interrupt_id
