@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     gitops_branch: str = "main"
     policy_file: Path | None = None
     redis_url: str | None = None  # the LLM app's cache (cache.flush); off when unset
+    prometheus_url: str | None = None  # metrics source; the request log stands in when unset
     sweep_seconds: float = Field(default=15.0, gt=0)
     # Test hook: the process dies at this point of an execution (only with METAOPS_ENV=test).
     test_crash_point: Literal["before_tool", "after_tool"] | None = None
