@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     policy_file: Path | None = None
     redis_url: str | None = None  # the LLM app's cache (cache.flush); off when unset
     prometheus_url: str | None = None  # metrics source; the request log stands in when unset
+    logs_path: list[str] = Field(default_factory=list)  # JSONL log globs (JSON list in env)
+    loki_url: str | None = None  # Loki instead of JSONL files when set
     sweep_seconds: float = Field(default=15.0, gt=0)
     # Test hook: the process dies at this point of an execution (only with METAOPS_ENV=test).
     test_crash_point: Literal["before_tool", "after_tool"] | None = None
