@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
 from core.settings import Settings
 from tools.cache import cache_tools
 from tools.gitops import gitops_tools
 from tools.gitops.bootstrap import open_gitops_repo
+from tools.logs.jsonl import JsonlSource
+from tools.logs.loki import LokiSource
+from tools.logs.records import LogQuery, LogSource
+from tools.logs.tools import logs_tools
+from tools.metrics.prometheus import PrometheusClient
+from tools.metrics.tools import metrics_tools
 from tools.registry import ToolRegistry
 
 
@@ -16,4 +26,32 @@ def build_registry(settings: Settings) -> ToolRegistry:
     if settings.redis_url:
         for tool in cache_tools(settings.redis_url):
             registry.register(tool)
+    source = log_source(settings)
+    if source is not None:
+        for log_tool in logs_tools(source):
+            registry.register(log_tool)
+    prometheus = PrometheusClient.from_url(settings.prometheus_url)
+    provider = request_log(source) if isinstance(source, JsonlSource) else None
+    for metric_tool in metrics_tools(prometheus, provider):
+        registry.register(metric_tool)
     return registry
+
+
+def log_source(settings: Settings) -> LogSource | None:
+    """Loki when configured, else the JSONL globs, else none."""
+    if settings.loki_url:
+        return LokiSource(settings.loki_url)
+    if settings.logs_path:
+        return JsonlSource(settings.logs_path)
+    return None
+
+
+def request_log(source: JsonlSource) -> Any:
+    """The structured request log (llm_completion events) as the embedded metrics read it."""
+
+    def events(start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        for record in source.query(LogQuery(start=start, end=end)):
+            yield {**record.fields, "timestamp": record.ts.isoformat(), "level": record.level,
+                   "service": record.service, "message": record.message}
+
+    return events
