@@ -19,6 +19,17 @@ from core.settings import Settings, sync_url
 T = TypeVar("T")
 
 
+# On PostgreSQL every write transaction first takes this transaction-scoped advisory lock (the
+# audit chain appends under it too). One lock order for everyone means writers on several
+# replicas can queue but never deadlock (row lock vs. audit lock); SQLite's BEGIN IMMEDIATE is
+# the same rule there.
+WRITE_LOCK_KEY = 0x6D6574616F7073
+
+
+def _pg_begin_write(conn: Any) -> None:
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # FULL sync makes every acknowledged commit survive power loss; group commit pays for it.
     cursor = dbapi_connection.cursor()
@@ -56,7 +67,10 @@ class Database:
             self.engine = create_async_engine(
                 url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
-            self.read_engine = self.engine
+            event.listen(self.engine.sync_engine, "begin", _pg_begin_write)
+            self.read_engine = create_async_engine(
+                url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
         # Hot write paths (webhook ingest) run as plain synchronous code on one dedicated thread:
         # one hop per transaction instead of one per statement through the async driver.
         self.sync_engine = create_engine(sync_url(url), echo=echo,
@@ -64,6 +78,8 @@ class Database:
         if self.is_sqlite:
             event.listen(self.sync_engine, "connect", _sqlite_writer_connect)
             event.listen(self.sync_engine, "begin", _sqlite_begin_immediate)
+        else:
+            event.listen(self.sync_engine, "begin", _pg_begin_write)
         self._sync_writer = sessionmaker(self.sync_engine, expire_on_commit=False)
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
         # SQLite has one writer at a time; queueing our own writers here is far cheaper than

@@ -13,14 +13,16 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from core.database import WRITE_LOCK_KEY
 from core.errors import AuditAppendFailed, AuditChainBroken
 from core.models import AuditEvent
 from core.timeutil import iso, utcnow
 from guardrails.redaction import redact
 
 GENESIS_HASH = "0" * 64
-# Any constant works; it only has to be the same in every process that appends.
-_PG_AUDIT_LOCK = 0x6D6574616F7073
+# The database's write lock: every write transaction already holds it (core/database.py); taken
+# again here (re-entrant) so an append made through another engine is serialised all the same.
+_PG_AUDIT_LOCK = WRITE_LOCK_KEY
 _HEAD_KEY = "metaops.audit_head"
 
 ActorKind = Literal["human", "agent", "system"]

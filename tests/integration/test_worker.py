@@ -53,19 +53,11 @@ async def test_lost_lease_rolls_back_the_effects(db: Database) -> None:
 
     async def steal(session: AsyncSession, item: WorkItem) -> None:
         await audit.append(session, type="test.effect", actor=audit.WORKER)
-        # Another node takes the item over while this handler runs (its lease expired).
-        async with db.write() as other:
-            await other.execute(update(WorkItem).values(claimed_by="other-node:1"))
+        # Another node has taken the item over (its lease expired). Writers are serialised on
+        # both backends, so the takeover is written here, where it lands before our CAS.
+        await session.execute(update(WorkItem).values(claimed_by="other-node:1"))
 
-    if db.is_sqlite:
-        # SQLite has a single writer: the takeover can't happen inside our transaction.
-        async def steal_sqlite(session: AsyncSession, item: WorkItem) -> None:
-            await audit.append(session, type="test.effect", actor=audit.WORKER)
-            await session.execute(update(WorkItem).values(claimed_by="other-node:1"))
-
-        pool = WorkerPool(db, steal_sqlite)
-    else:
-        pool = WorkerPool(db, steal)
+    pool = WorkerPool(db, steal)
     assert await pool.run_one()
     async with db.read() as s:
         effects = (await s.scalars(select(AuditEvent))).all()
