@@ -21,6 +21,7 @@ from guardrails import audit
 from guardrails.actions import PENDING, Proposal, count_for_incident, count_last_hour, propose
 from guardrails.executor import Executor
 from guardrails.policy import Policy, PolicyContext
+from guardrails.redaction import redact
 from tools.base import Effect, ReadTool, WriteTool
 from tools.registry import ToolRegistry
 
@@ -54,6 +55,9 @@ def action_id_for(incident_id: int, runbook: str, step: str) -> str:
 
 
 def _small(data: dict[str, Any]) -> dict[str, Any]:
+    """A finding as kept in graph state: redacted (tool output can carry log lines and user
+    text) and bounded in size."""
+    data = redact(data).value
     text = audit.canonical_json(data)
     return data if len(text) <= _MAX_FINDING_CHARS else {"truncated": text[:_MAX_FINDING_CHARS]}
 
@@ -100,8 +104,8 @@ def build_graph(deps: GraphDeps,
                 if tool.spec.effect is Effect.READ:
                     assert isinstance(tool, ReadTool)
                     result = await asyncio.to_thread(tool.run, args)
-                    findings[step.id] = _small(result.data) if result.status == "ok" else {
-                        "error": result.error}
+                    findings[step.id] = _small(
+                        result.data if result.status == "ok" else {"error": result.error})
                     continue
                 assert isinstance(tool, WriteTool)
                 action_id = action_id_for(incident_id, runbook.name, step.id)

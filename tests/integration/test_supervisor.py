@@ -16,6 +16,7 @@ from core.models import Action, Alert, AuditEvent, GraphThread, Incident
 from core.timeutil import utcnow
 from guardrails.executor import Executor
 from guardrails.policy import Policy
+from tests.support import SCENARIOS, load_json
 from tools.gitops import gitops_tools
 from tools.gitops.bootstrap import open_gitops_repo
 from tools.registry import ToolRegistry
@@ -63,3 +64,44 @@ async def test_broken_step_is_recorded_and_the_rest_proposed(db: Database,
     assert done is not None and set(done.payload["failed_steps"]) == {"bogus"}
     assert "no-such-flag" in done.payload["failed_steps"]["bogus"]
     assert thread is not None and thread.status == "waiting" and thread.interrupt_id
+
+
+LOG_RUNBOOK = """
+name: read-logs
+description: reads log lines that carry personal data
+match: {alertname: LogTrouble}
+steps:
+  - id: leaks
+    tool: logs.search
+    args: {contains: "user message", start: "2026-11-27T09:00:00Z", end: "2026-11-27T12:00:00Z"}
+"""
+
+
+async def test_findings_kept_in_graph_state_are_redacted(db: Database, tmp_path: Path) -> None:
+    from tools.logs.jsonl import JsonlSource
+    from tools.logs.tools import logs_tools
+
+    scenario = SCENARIOS / "provider-outage"
+    forbidden = load_json(scenario / "expected.json")["must_not_appear_anywhere"]
+    (tmp_path / "runbooks").mkdir()
+    (tmp_path / "runbooks" / "read-logs.yaml").write_text(LOG_RUNBOOK)
+    registry = ToolRegistry(logs_tools(JsonlSource([str(scenario / "logs.jsonl")])))
+    deps = GraphDeps(db, registry, Policy.load(),
+                     RuleReasoner(load_runbooks(tmp_path / "runbooks")), Executor(db, registry))
+    graph = build_graph(deps, InMemorySaver())
+    runner = InvestigationRunner(db, graph)
+    async with db.write() as s:
+        incident = Incident(source="generic", group_key="g", open_key="k", title="logs",
+                            severity="warning")
+        s.add(incident)
+        await s.flush()
+        s.add(Alert(incident_id=incident.id, source="generic", fingerprint="f", status="firing",
+                    name="LogTrouble", title="t", severity="warning", starts_at=utcnow()))
+        s.add(GraphThread(incident_id=incident.id, thread_id=f"incident-{incident.id}",
+                          status="running"))
+    await runner.run(incident.id)
+    state = await graph.aget_state({"configurable": {"thread_id": f"incident-{incident.id}"}})
+    text = str(state.values["findings"])
+    assert "[REDACTED:email]" in text  # the lines were read...
+    for needle in forbidden:  # ...and nothing personal was kept
+        assert needle not in text
