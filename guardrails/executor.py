@@ -115,11 +115,10 @@ class Executor:
             claimed = await execute_count(session, _claim_stmt(session, action.id))
             if not claimed:
                 return "executing"  # someone else holds the idempotency key
-            await _finish(session, action, "executing", "action.executing",
-                          {"approved_by": await approvers(session, action.id)
-                           or [str(action.decision.get("rule"))]}, "approved")
             approved_by = await approvers(session, action.id) or [
                 f"policy:{action.decision.get('rule')}"]
+            await _finish(session, action, "executing", "action.executing",
+                          {"approved_by": approved_by}, "approved")
         # The claim and the `executing` event are committed before the tool runs.
         self._crash("before_tool")
         try:

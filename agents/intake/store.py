@@ -267,8 +267,3 @@ def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[Ingest
         _resolve_quiet(batch, actors)
     session.flush()
     return results
-
-
-def store_delivery(session: Session, d: Delivery) -> IngestResult:
-    """Store one delivery inside the caller's write transaction."""
-    return (store_batch(session, [d]))[0]

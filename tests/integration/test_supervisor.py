@@ -36,6 +36,20 @@ steps:
 """
 
 
+async def _incident_with_alert(db: Database, alertname: str) -> Incident:
+    """An open incident with one firing alert and its graph thread, as intake leaves them."""
+    async with db.write() as s:
+        incident = Incident(source="generic", group_key="g", open_key="k", title=alertname,
+                            severity="warning")
+        s.add(incident)
+        await s.flush()
+        s.add(Alert(incident_id=incident.id, source="generic", fingerprint="f", status="firing",
+                    name=alertname, title="t", severity="warning", starts_at=utcnow()))
+        s.add(GraphThread(incident_id=incident.id, thread_id=f"incident-{incident.id}",
+                          status="running"))
+    return incident
+
+
 async def test_broken_step_is_recorded_and_the_rest_proposed(db: Database,
                                                             tmp_path: Path) -> None:
     (tmp_path / "runbooks").mkdir()
@@ -45,15 +59,7 @@ async def test_broken_step_is_recorded_and_the_rest_proposed(db: Database,
                      RuleReasoner(load_runbooks(tmp_path / "runbooks")),
                      Executor(db, registry))
     runner = InvestigationRunner(db, build_graph(deps, InMemorySaver()))
-    async with db.write() as s:
-        incident = Incident(source="generic", group_key="g", open_key="k", title="flags",
-                            severity="warning")
-        s.add(incident)
-        await s.flush()
-        s.add(Alert(incident_id=incident.id, source="generic", fingerprint="f", status="firing",
-                    name="FlagTrouble", title="t", severity="warning", starts_at=utcnow()))
-        s.add(GraphThread(incident_id=incident.id, thread_id=f"incident-{incident.id}",
-                          status="running"))
+    incident = await _incident_with_alert(db, "FlagTrouble")
     await runner.run(incident.id)
     async with db.read() as s:
         actions = list(await s.scalars(select(Action)))
@@ -90,15 +96,7 @@ async def test_findings_kept_in_graph_state_are_redacted(db: Database, tmp_path:
                      RuleReasoner(load_runbooks(tmp_path / "runbooks")), Executor(db, registry))
     graph = build_graph(deps, InMemorySaver())
     runner = InvestigationRunner(db, graph)
-    async with db.write() as s:
-        incident = Incident(source="generic", group_key="g", open_key="k", title="logs",
-                            severity="warning")
-        s.add(incident)
-        await s.flush()
-        s.add(Alert(incident_id=incident.id, source="generic", fingerprint="f", status="firing",
-                    name="LogTrouble", title="t", severity="warning", starts_at=utcnow()))
-        s.add(GraphThread(incident_id=incident.id, thread_id=f"incident-{incident.id}",
-                          status="running"))
+    incident = await _incident_with_alert(db, "LogTrouble")
     await runner.run(incident.id)
     state = await graph.aget_state({"configurable": {"thread_id": f"incident-{incident.id}"}})
     text = str(state.values["findings"])
