@@ -43,6 +43,7 @@ test: lint typecheck layers pytest-sqlite pytest-postgres
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/logmine.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,1 +1,2 @@
-"""Log sources (JSONL files, Grafana Loki) and the READ tools logs.search and logs.count_by."""
+"""Log sources (JSONL files, Grafana Loki) and the READ tools logs.search, logs.count_by and
+logs.patterns."""

@@ -37,7 +37,8 @@ def _level_regex(levels: list[str]) -> str:
     for level in levels:
         names.add(norm_level(level))
         names.update(alias for alias, canon in
-                     (("WARN", "WARNING"), ("ERR", "ERROR"), ("FATAL", "CRITICAL"))
+                     (("WARN", "WARNING"), ("ERR", "ERROR"), ("FATAL", "CRITICAL"),
+                      ("CRIT", "CRITICAL"))
                      if canon == norm_level(level))
     return "(?i)" + _alternation(sorted(names))
 

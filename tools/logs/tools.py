@@ -137,4 +137,7 @@ class CountBy(_LogTool[CountByArgs]):
 
 def logs_tools(source: LogSource) -> list[ReadTool]:
     """The log READ tools bound to `source` (a JsonlSource or a LokiSource)."""
-    return [Search(source), CountBy(source)]
+    # patterns.py builds on this module's argument models, so it is imported here, not on top.
+    from tools.logs.patterns import Patterns  # noqa: PLC0415
+
+    return [Search(source), CountBy(source), Patterns(source)]
