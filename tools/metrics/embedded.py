@@ -57,7 +57,11 @@ def error_type(event: Mapping[str, Any]) -> str | None:
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer too big for a float is no usable figure
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _signal(value: float | None, unit: str, reason: str | None = None,
