@@ -31,6 +31,7 @@ from agents.intake.store import IngestResult
 from agents.investigation import InvestigationRunner, start_investigation
 from agents.reasoner import RuleReasoner
 from agents.runbooks.loader import load_runbooks
+from agents.specialists.config import SpecialistConfig
 from agents.supervisor import GraphDeps, build_graph
 from agents.toolbox import build_registry
 from agents.worker import WorkerPool
@@ -81,7 +82,8 @@ class Runtime:
             open_checkpointer(self.db, self.settings.data_dir))
         runbooks = load_runbooks()
         graph = build_graph(GraphDeps(self.db, self.registry, self.policy,
-                                      RuleReasoner(runbooks), self.executor), saver)
+                                      RuleReasoner(runbooks), self.executor,
+                                      SpecialistConfig.from_settings(self.settings)), saver)
         self.runner = InvestigationRunner(self.db, graph)
         await self.executor.reconcile()
         await self.batcher.start()

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Protocol
 
 from agents.runbooks.context import AlertContext
 from agents.runbooks.matcher import match
 from agents.runbooks.schema import Runbook
+from agents.specialist_names import COST_INVESTIGATOR, LOG_SUMMARIZER, RUNBOOK_EXECUTOR
 
-RUNBOOK_EXECUTOR = "runbook_executor"
-SPECIALISTS = (RUNBOOK_EXECUTOR,)  # log_summarizer, cost_investigator, postmortem_writer follow
+SPECIALISTS = (COST_INVESTIGATOR, LOG_SUMMARIZER, RUNBOOK_EXECUTOR)
+
+# A cost alert by name; a `category: cost` label says so explicitly for any other name.
+_COST_NAME = re.compile(r"(?i)cost|spend|burn_?rate|budget|billing")
+
+
+def is_cost_alert(alert: AlertContext) -> bool:
+    category = alert.labels.get("category", "").lower()
+    if category:
+        return category == "cost"
+    return _COST_NAME.search(alert.name) is not None
 
 
 class Reasoner(Protocol):
@@ -20,7 +31,9 @@ class Reasoner(Protocol):
 
 
 class RuleReasoner:
-    """Pure rules: alert name and labels against the runbooks' match blocks."""
+    """Pure rules. Cost alerts go to the cost investigator, which also proposes what their
+    runbook says; every other alert (errors, latency, quality) goes to the log summarizer and
+    then, when a runbook matches, to the runbook executor, which can use the summary."""
 
     def __init__(self, runbooks: Sequence[Runbook]) -> None:
         self._runbooks = list(runbooks)
@@ -33,4 +46,13 @@ class RuleReasoner:
         return None
 
     def route(self, alerts: Sequence[AlertContext]) -> list[str]:
-        return [RUNBOOK_EXECUTOR] if self.runbook_for(alerts) is not None else []
+        cost = [a for a in alerts if is_cost_alert(a)]
+        other = [a for a in alerts if not is_cost_alert(a)]
+        routes: list[str] = []
+        if cost:
+            routes.append(COST_INVESTIGATOR)
+        if other:
+            routes.append(LOG_SUMMARIZER)
+            if self.runbook_for(other) is not None:
+                routes.append(RUNBOOK_EXECUTOR)
+        return routes

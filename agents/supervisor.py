@@ -1,32 +1,32 @@
-"""The supervisor graph: route → runbook executor → approval (interrupt only) ⇄ execute."""
+"""The supervisor graph: route → specialists in order → approval (interrupt only) ⇄ execute."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import Command, interrupt
+from langgraph.types import interrupt
 from sqlalchemy import select
 
-from agents.reasoner import RUNBOOK_EXECUTOR, RuleReasoner
+from agents.reasoner import SPECIALISTS, is_cost_alert
 from agents.runbooks.context import AlertContext
-from agents.runbooks.matcher import plan
-from core.database import Database
-from core.models import Action, Alert
+from agents.specialist_names import COST_INVESTIGATOR, LOG_SUMMARIZER, RUNBOOK_EXECUTOR
+from agents.specialists.cost_investigator import cost_investigator
+from agents.specialists.deps import GraphDeps
+from agents.specialists.log_summarizer import log_summarizer
+from agents.specialists.runbook_executor import action_id_for, run_runbook, small
+from agents.specialists.window import investigation_window
+from core.models import Action, Alert, AuditEvent
+from core.timeutil import utcnow
 from guardrails import audit
-from guardrails.actions import PENDING, Proposal, count_for_incident, count_last_hour, propose
-from guardrails.executor import Executor
-from guardrails.policy import Policy, PolicyContext
-from guardrails.redaction import redact
-from tools.base import Effect, ReadTool, WriteTool
-from tools.registry import ToolRegistry
+from guardrails.actions import PENDING
 
-AGENT = audit.Actor("agent", RUNBOOK_EXECUTOR, "system")
-_MAX_FINDING_CHARS = 20_000
+__all__ = ["GraphDeps", "IncidentState", "action_id_for", "build_graph"]
+
+SUPERVISOR = audit.Actor("agent", "supervisor", "system")
+APPROVAL = "approval"
 
 
 class IncidentState(TypedDict, total=False):
@@ -34,97 +34,104 @@ class IncidentState(TypedDict, total=False):
 
     incident_id: int
     routes: list[str]
+    done: list[str]
     runbook: str | None
-    findings: dict[str, Any]
+    specialist_findings: dict[str, Any]  # specialist -> its finding's data (redacted)
+    findings: dict[str, Any]  # runbook READ step id -> its data (redacted)
     proposals: list[str]
     pending: bool
 
 
-@dataclass
-class GraphDeps:
-    db: Database
-    registry: ToolRegistry
-    policy: Policy
-    reasoner: RuleReasoner
-    executor: Executor
-
-
-def action_id_for(incident_id: int, runbook: str, step: str) -> str:
-    """Deterministic: a node that re-runs after a crash or resume finds its own proposals."""
-    return f"incident-{incident_id}:{runbook}:{step}"
-
-
-def _small(data: dict[str, Any]) -> dict[str, Any]:
-    """A finding as kept in graph state: redacted (tool output can carry log lines and user
-    text) and bounded in size."""
-    data = redact(data).value
-    text = audit.canonical_json(data)
-    return data if len(text) <= _MAX_FINDING_CHARS else {"truncated": text[:_MAX_FINDING_CHARS]}
-
-
-async def _alerts(db: Database, incident_id: int) -> list[AlertContext]:
-    async with db.read() as session:
-        rows = (await session.scalars(
-            select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id))).all()
-    return [AlertContext.of(row) for row in rows]
-
-
-async def _statuses(db: Database, ids: list[str]) -> dict[str, str]:
+async def _statuses(deps: GraphDeps, ids: list[str]) -> dict[str, str]:
     if not ids:
         return {}
-    async with db.read() as session:
+    async with deps.db.read() as session:
         rows = await session.execute(select(Action.id, Action.status).where(Action.id.in_(ids)))
         return {str(i): str(s) for i, s in rows.all()}
 
 
+def _contexts(rows: list[Alert]) -> list[AlertContext]:
+    return [AlertContext.of(row) for row in rows]
+
+
+def _services(rows: list[Alert]) -> list[str] | None:
+    return sorted({r.service for r in rows if r.service}) or None
+
+
+def _after(state: IncidentState, name: str) -> dict[str, Any]:
+    return {"done": [*state.get("done", []), name]}
+
+
+def _next(state: IncidentState) -> str:
+    done = set(state.get("done", []))
+    return next((r for r in state.get("routes", []) if r not in done), APPROVAL)
+
+
 def build_graph(deps: GraphDeps,
                 saver: BaseCheckpointSaver[str]) -> CompiledStateGraph[Any, Any, Any, Any]:
-    async def supervisor(
-        state: IncidentState,
-    ) -> Command[Literal["runbook_executor", "__end__"]]:
-        routes = deps.reasoner.route(await _alerts(deps.db, state["incident_id"]))
-        goto: Literal["runbook_executor", "__end__"] = (
-            "runbook_executor" if RUNBOOK_EXECUTOR in routes else "__end__")
-        return Command(goto=goto, update={"routes": routes})
-
-    async def runbook_executor(state: IncidentState) -> dict[str, Any]:
+    async def supervisor(state: IncidentState) -> dict[str, Any]:
         incident_id = state["incident_id"]
-        alerts = await _alerts(deps.db, incident_id)
-        runbook = deps.reasoner.runbook_for(alerts)
-        if runbook is None:
-            return {"runbook": None, "proposals": []}
-        alert = next(a for a in alerts if deps.reasoner.runbook_for([a]) is runbook)
-        findings: dict[str, Any] = {}
-        proposals: list[str] = []
-        failed: dict[str, str] = {}
-        for step, raw_args in plan(runbook, alert, findings):
-            try:
-                tool = deps.registry.get(step.tool)
-                args = tool.spec.args.model_validate(raw_args)
-                if tool.spec.effect is Effect.READ:
-                    assert isinstance(tool, ReadTool)
-                    result = await asyncio.to_thread(tool.run, args)
-                    findings[step.id] = _small(
-                        result.data if result.status == "ok" else {"error": result.error})
-                    continue
-                assert isinstance(tool, WriteTool)
-                action_id = action_id_for(incident_id, runbook.name, step.id)
-                await _propose(deps, incident_id, runbook.name, step, tool, args, action_id)
-                proposals.append(action_id)
-            except Exception as exc:
-                # One broken step (unknown flag, git error) must not sink the investigation.
-                failed[step.id] = f"{exc.__class__.__name__}: {exc}"[:500]
+        routes = deps.reasoner.route(_contexts(await deps.alert_rows(incident_id)))
         async with deps.db.write() as session:
-            await audit.append(session, type="runbook.completed", actor=AGENT,
-                               incident_id=incident_id, target=f"runbook:{runbook.name}",
-                               outcome="failed_steps" if failed else "ok",
-                               payload={"proposals": proposals, "read_steps": sorted(findings),
-                                        "failed_steps": failed})
-        return {"runbook": runbook.name, "findings": findings, "proposals": proposals}
+            seen = (await session.scalars(select(AuditEvent.seq).where(
+                AuditEvent.incident_id == incident_id,
+                AuditEvent.type == "investigation.routed").limit(1))).first()
+            if seen is None:  # this node re-runs after a crash; record the routing once
+                await audit.append(session, type="investigation.routed", actor=SUPERVISOR,
+                                   incident_id=incident_id, target=f"incident:{incident_id}",
+                                   outcome="ok", payload={"routes": routes})
+        return {"routes": routes, "done": [], "proposals": [], "specialist_findings": {}}
+
+    async def log_summarizer_node(state: IncidentState) -> dict[str, Any]:
+        incident_id = state["incident_id"]
+        rows = [r for r in await deps.alert_rows(incident_id)
+                if not is_cost_alert(AlertContext.of(r))]
+        window = investigation_window(rows, utcnow(), deps.config)
+        found = await log_summarizer(deps, incident_id, window, _services(rows))
+        return {**_after(state, LOG_SUMMARIZER), "specialist_findings": {
+            **state.get("specialist_findings", {}), LOG_SUMMARIZER: small(found.data)}}
+
+    async def cost_investigator_node(state: IncidentState) -> dict[str, Any]:
+        incident_id = state["incident_id"]
+        rows = [r for r in await deps.alert_rows(incident_id)
+                if is_cost_alert(AlertContext.of(r))]
+        window = investigation_window(rows, utcnow(), deps.config)
+        services = _services(rows)
+        found = await cost_investigator(deps, incident_id, window,
+                                        services[0] if services and len(services) == 1 else None)
+        findings = {**state.get("specialist_findings", {}), COST_INVESTIGATOR: small(found.data)}
+        update: dict[str, Any] = {**_after(state, COST_INVESTIGATOR),
+                                  "specialist_findings": findings}
+        # The cost runbook's proposals (block the user, emergency rate limit) are made here,
+        # from these figures: the investigator owns cost incidents end to end.
+        contexts = _contexts(rows)
+        runbook = deps.reasoner.runbook_for(contexts)
+        if runbook is not None:
+            alert = next(a for a in contexts if deps.reasoner.runbook_for([a]) is runbook)
+            run = await run_runbook(deps, incident_id, runbook, alert, findings,
+                                    audit.Actor("agent", COST_INVESTIGATOR, "system"))
+            update["proposals"] = [*state.get("proposals", []), *run.proposals]
+            update["runbook"] = runbook.name
+        return update
+
+    async def runbook_executor_node(state: IncidentState) -> dict[str, Any]:
+        incident_id = state["incident_id"]
+        contexts = [a for a in _contexts(await deps.alert_rows(incident_id))
+                    if not is_cost_alert(a)]
+        runbook = deps.reasoner.runbook_for(contexts)
+        update: dict[str, Any] = _after(state, RUNBOOK_EXECUTOR)
+        if runbook is None:
+            return {**update, "runbook": None}
+        alert = next(a for a in contexts if deps.reasoner.runbook_for([a]) is runbook)
+        run = await run_runbook(deps, incident_id, runbook, alert,
+                                state.get("specialist_findings", {}),
+                                audit.Actor("agent", RUNBOOK_EXECUTOR, "system"))
+        return {**update, "runbook": runbook.name, "findings": run.steps,
+                "proposals": [*state.get("proposals", []), *run.proposals]}
 
     async def approval(state: IncidentState) -> dict[str, Any]:
         # Interrupt and nothing else: this node re-runs from the top on every resume.
-        statuses = await _statuses(deps.db, state.get("proposals", []))
+        statuses = await _statuses(deps, state.get("proposals", []))
         waiting = [i for i, s in statuses.items() if s == PENDING]
         if waiting and "approved" not in statuses.values():
             interrupt({"type": "approval_request", "pending": waiting})
@@ -132,47 +139,29 @@ def build_graph(deps: GraphDeps,
 
     async def execute(state: IncidentState) -> dict[str, Any]:
         ids = state.get("proposals", [])
-        for action_id, status in (await _statuses(deps.db, ids)).items():
+        for action_id, status in (await _statuses(deps, ids)).items():
             if status == "approved":
                 await deps.executor.execute(action_id)
-        after = await _statuses(deps.db, ids)
+        after = await _statuses(deps, ids)
         return {"pending": PENDING in after.values()}
 
     def again(state: IncidentState) -> Literal["approval", "__end__"]:
         return "approval" if state.get("pending") else "__end__"
 
+    def first(state: IncidentState) -> str:
+        return _next(state) if state.get("routes") else END
+
     builder: StateGraph[IncidentState, Any, Any, Any] = StateGraph(IncidentState)
     builder.add_node("supervisor", supervisor)
-    builder.add_node(RUNBOOK_EXECUTOR, runbook_executor)
-    builder.add_node("approval", approval)
+    builder.add_node(LOG_SUMMARIZER, log_summarizer_node)
+    builder.add_node(COST_INVESTIGATOR, cost_investigator_node)
+    builder.add_node(RUNBOOK_EXECUTOR, runbook_executor_node)
+    for name in SPECIALISTS:
+        builder.add_conditional_edges(name, _next, [*SPECIALISTS, APPROVAL])
+    builder.add_node(APPROVAL, approval)
     builder.add_node("execute", execute)
     builder.add_edge(START, "supervisor")
-    builder.add_edge(RUNBOOK_EXECUTOR, "approval")
-    builder.add_edge("approval", "execute")
-    builder.add_conditional_edges("execute", again, ["approval", END])
+    builder.add_conditional_edges("supervisor", first, [*SPECIALISTS, END])
+    builder.add_edge(APPROVAL, "execute")
+    builder.add_conditional_edges("execute", again, [APPROVAL, END])
     return builder.compile(checkpointer=saver)
-
-
-async def _propose(deps: GraphDeps, incident_id: int, runbook: str, step: Any,
-                   tool: WriteTool, args: Any, action_id: str) -> None:
-    async with deps.db.read() as session:
-        if await session.get(Action, action_id) is not None:
-            return  # proposed before this node re-ran
-        ctx = PolicyContext(
-            incident_id=str(incident_id), requested_by=None,
-            actions_last_hour_for_tool=await count_last_hour(session, tool.spec.name),
-            actions_for_incident=await count_for_incident(session, incident_id))
-    dumped = args.model_dump(exclude_none=True)
-    decision = deps.policy.evaluate(tool.spec.name, tool.spec.effect, dumped, ctx)
-    if step.policy is not None:
-        decision = decision.tighten(step.policy)
-    preview = await asyncio.to_thread(tool.preview, args)
-    snapshot = await asyncio.to_thread(tool.snapshot, args)
-    inverse = await asyncio.to_thread(tool.inverse, args, preview)
-    async with deps.db.write() as session:
-        await propose(session, Proposal(
-            action_id=action_id, incident_id=incident_id, tool=tool.spec.name,
-            effect=tool.spec.effect.value, args=dumped, preview=preview, snapshot=snapshot,
-            inverse={"tool": inverse[0], "args": inverse[1]} if inverse else None,
-            decision=decision.model_dump(mode="json"), requested_by=f"runbook:{runbook}",
-            source=f"runbook:{runbook}/{step.id}"), AGENT)

@@ -14,6 +14,7 @@ from tools.logs.jsonl import JsonlSource
 from tools.logs.loki import LokiSource
 from tools.logs.records import LogQuery, LogSource
 from tools.logs.tools import logs_tools
+from tools.metrics.cost import cost_tools
 from tools.metrics.prometheus import PrometheusClient
 from tools.metrics.tools import metrics_tools
 from tools.registry import ToolRegistry
@@ -31,9 +32,14 @@ def build_registry(settings: Settings) -> ToolRegistry:
         for log_tool in logs_tools(source):
             registry.register(log_tool)
     prometheus = PrometheusClient.from_url(settings.prometheus_url)
+    # Golden signals prefer Prometheus and fall back to the JSONL request log; spend by user
+    # and model is only ever in the request log (too many series for Prometheus).
     provider = request_log(source) if isinstance(source, JsonlSource) else None
     for metric_tool in metrics_tools(prometheus, provider):
         registry.register(metric_tool)
+    if source is not None:
+        for cost_tool in cost_tools(request_log(source)):
+            registry.register(cost_tool)
     return registry
 
 
@@ -46,7 +52,7 @@ def log_source(settings: Settings) -> LogSource | None:
     return None
 
 
-def request_log(source: JsonlSource) -> Any:
+def request_log(source: LogSource) -> Any:
     """The structured request log (llm_completion events) as the embedded metrics read it."""
 
     def events(start: datetime, end: datetime) -> Iterator[dict[str, Any]]:

@@ -183,7 +183,7 @@ def incidents_show(
     incident_id: Annotated[int, typer.Argument(help="Incident id")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
-    """Show one incident: alerts and timeline."""
+    """Show one incident: alerts, findings, actions and timeline."""
     inc = _request("GET", f"/api/v1/incidents/{incident_id}").json()
     if as_json:
         _print_json(inc)
@@ -196,6 +196,17 @@ def incidents_show(
     for a in inc["alerts"]:
         typer.echo(f"  - {a['name']} [{a['status']}] {a['service'] or '-'}: {a['title']}"
                    f" (seen {a['times_seen']}x)")
+    if inc.get("findings"):
+        from api.render import finding_lines
+
+        typer.echo("Findings:")
+        for finding in inc["findings"]:
+            for line in finding_lines(finding):
+                typer.echo(line)
+    if inc.get("actions"):
+        typer.echo("Actions:")
+        for act in inc["actions"]:
+            typer.echo(f"  - {act['id']} [{act['status']}] {act['tool']}: {act['preview']}")
     typer.echo("Timeline:")
     for e in inc["timeline"]:
         typer.echo(f"  {e['ts']}  {e['type']:<22} by {e['actor']['id']} via {e['actor']['via']}")

@@ -1,4 +1,4 @@
-"""ORM models: incidents, alerts, work items, audit events, tokens, actions and approvals."""
+"""ORM models: incidents, alerts, work items, audit events, tokens, actions, approvals, findings."""
 
 from __future__ import annotations
 
@@ -251,3 +251,20 @@ class GraphThread(Base):
     status: Mapped[str] = mapped_column(String(16))
     interrupt_id: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Finding(Base):
+    """What one specialist concluded about an incident (redacted before it is stored)."""
+
+    __tablename__ = "findings"
+    # One finding per specialist and kind: a node that re-runs after a crash finds its own.
+    __table_args__ = (UniqueConstraint("incident_id", "specialist", "kind",
+                                       name="uq_findings_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    specialist: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     logs_path: list[str] = Field(default_factory=list)  # JSONL log globs (JSON list in env)
     loki_url: str | None = None  # Loki instead of JSONL files when set
     sweep_seconds: float = Field(default=15.0, gt=0)
+    # Investigation window: startsAt - lookback .. min(endsAt, startsAt + max, now).
+    investigation_lookback_minutes: float = Field(default=30.0, ge=0, le=24 * 60)
+    investigation_max_minutes: float = Field(default=120.0, gt=0, le=7 * 24 * 60)
+    # Cost investigator: the spend budget and what makes a user look like a runaway loop.
+    cost_budget_usd_per_hour: float | None = Field(default=None, gt=0)
+    runaway_min_rpm: float = Field(default=20.0, gt=0)
+    runaway_min_minutes: float = Field(default=5.0, gt=0)
+    runaway_context_factor: float = Field(default=3.0, gt=1)
     # Test hook: the process dies at this point of an execution (only with METAOPS_ENV=test).
     test_crash_point: Literal["before_tool", "after_tool"] | None = None
     # Client side (CLI): where the server is and which token to present.

@@ -4,7 +4,8 @@ What a template can read is only the context built here::
 
     alert    {name, severity, service, labels}   -- never annotations (untrusted free text)
     labels   the alert's labels (shorthand for alert.labels)
-    findings {step_id: data returned by that earlier step}
+    findings {step_id: data returned by that earlier step,
+              log_summarizer / cost_investigator: the finding of that specialist, when it ran}
     vars     the runbook's own literal `vars`
 
 There are no globals (no range, dict, lipsum, cycler, ...), only a few pure filters, no loader
@@ -46,6 +47,7 @@ from pydantic import JsonValue
 from agents.runbooks.context import AlertContext, AlertLike
 from agents.runbooks.errors import TemplateRenderError, TemplateSecurityError
 from agents.runbooks.schema import Runbook, Step
+from agents.specialist_names import FINDING_SPECIALISTS
 
 CONTEXT_NAMES = frozenset({"alert", "labels", "findings", "vars"})
 
@@ -232,6 +234,8 @@ def _check_tree(tree: nodes.Template, earlier: set[str], all_ids: set[str]) -> l
         problems.append(f"unknown name(s) {', '.join(unknown)}; templates can read only "
                         f"{', '.join(sorted(CONTEXT_NAMES))}")
     for ref in _findings_refs(tree):
+        if ref in FINDING_SPECIALISTS:
+            continue
         if ref not in all_ids:
             problems.append(f"findings.{ref}: there is no step {ref!r}")
         elif ref not in earlier:
@@ -246,6 +250,9 @@ def check_runbook(runbook: Runbook) -> list[tuple[str, str]]:
     earlier: set[str] = set()
     for i, step in enumerate(runbook.steps):
         where = f"steps[{i}]"
+        if step.id in FINDING_SPECIALISTS:
+            problems.append((f"{where}.id", f"{step.id!r} is a specialist's findings name; "
+                                            "choose another step id"))
         checks: list[tuple[str, str]] = [
             (f"{where}.{path}", source) for path, source in _template_sources(
                 dict(step.args), "args")]

@@ -13,7 +13,8 @@ from api.params import MAX_ID, IncidentId, utc_param
 from api.state import AppState, app_state
 from api.views import alert_view, incident_view
 from core.errors import NotFound
-from core.models import Action, Alert, AuditEvent, Incident
+from core.models import Action, Alert, AuditEvent, Finding, Incident
+from core.timeutil import iso
 from guardrails.audit import row_to_export
 from guardrails.tokens import Principal
 
@@ -76,10 +77,13 @@ async def get_incident(
         actions = list((await session.scalars(
             select(Action).where(Action.incident_id == incident_id)
             .order_by(Action.created_at))).all())
+        findings = (await session.scalars(
+            select(Finding).where(Finding.incident_id == incident_id).order_by(Finding.id))).all()
     out = incident_view(incident, len(alerts))
     out["alerts"] = [alert_view(a) for a in alerts]
-    # Findings arrive with the log summarizer and cost investigator.
-    out["findings"] = []
+    out["findings"] = [
+        {"specialist": f.specialist, "kind": f.kind, "summary": f.summary, "data": f.data,
+         "created_at": iso(f.created_at)} for f in findings]
     out["actions"] = [{"id": a.id, "tool": a.tool, "status": a.status,
                        "preview": a.preview.get("summary"), "args": a.args} for a in actions]
     out["timeline"] = [

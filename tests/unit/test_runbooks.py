@@ -182,6 +182,16 @@ def test_loosening_override_is_caught(tmp_path: Path) -> None:
     assert any("required_approvals" in r for r in loosening_reasons(decision, step.policy))
 
 
+# What the READ steps and specialists give these runbooks in their scenario, so that every
+# `when` can be evaluated and every write rendered as it would be in the service.
+SAMPLE_FINDINGS: dict[str, dict[str, Any]] = {
+    "cost-spike": {
+        "cost_investigator": {"runaway_users": [{"user_id": "u-4711"}]},
+        "limits": {"limits": {"global_rpm": 1000, "per_user_rpm": 60, "blocked_users": []}},
+    },
+}
+
+
 def _planned_for_every_alert(runbook: Runbook) -> Iterator[Any]:
     """Every step of the runbook, rendered against each scenario alert it matches (or, for a
     step whose `when` is false there, skipped)."""
@@ -191,7 +201,7 @@ def _planned_for_every_alert(runbook: Runbook) -> Iterator[Any]:
             ctx = AlertContext.from_alertmanager(alert)
             if match([runbook], ctx) is None:
                 continue
-            for planned in plan(runbook, ctx, {}):
+            for planned in plan(runbook, ctx, dict(SAMPLE_FINDINGS.get(runbook.name, {}))):
                 seen.add(planned.step.id)
                 yield planned
     assert seen, f"runbook {runbook.name} matches no scenario alert"
@@ -200,7 +210,7 @@ def _planned_for_every_alert(runbook: Runbook) -> Iterator[Any]:
 @pytest.mark.parametrize(
     ("scenario", "runbook_name"),
     [("hallucination-storm", "hallucination-storm"), ("provider-outage", "provider-outage"),
-     ("kv-cache-saturation", None), ("cost-spike", None)],
+     ("kv-cache-saturation", None), ("cost-spike", "cost-spike")],
 )
 def test_matcher_picks_the_scenarios_runbook(runbooks: list[Runbook], scenario: str,
                                               runbook_name: str | None) -> None:

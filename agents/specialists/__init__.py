@@ -1,0 +1,1 @@
+"""The specialist agents the supervisor routes incidents to."""

@@ -1,0 +1,99 @@
+"""Runs a runbook's steps for an incident: reads run at once, writes become gated proposals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.runbooks.context import AlertContext
+from agents.runbooks.matcher import plan
+from agents.runbooks.schema import Runbook, Step
+from agents.specialists.deps import GraphDeps
+from core.models import Action
+from guardrails import audit
+from guardrails.actions import Proposal, count_for_incident, count_last_hour, propose
+from guardrails.policy import PolicyContext
+from guardrails.redaction import redact
+from tools.base import Effect, ReadTool, WriteTool
+
+_MAX_FINDING_CHARS = 20_000
+
+
+def action_id_for(incident_id: int, runbook: str, step: str) -> str:
+    """Deterministic: a node that re-runs after a crash or resume finds its own proposals."""
+    return f"incident-{incident_id}:{runbook}:{step}"
+
+
+def small(data: dict[str, Any]) -> dict[str, Any]:
+    """Data as kept in graph state: redacted (tool output can carry log lines and user text)
+    and bounded in size."""
+    data = redact(data).value
+    text = audit.canonical_json(data)
+    return data if len(text) <= _MAX_FINDING_CHARS else {"truncated": text[:_MAX_FINDING_CHARS]}
+
+
+@dataclass
+class RunbookRun:
+    runbook: str
+    steps: dict[str, Any] = field(default_factory=dict)  # READ step id -> its (redacted) data
+    proposals: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert: AlertContext,
+                      specialist_findings: Mapping[str, Any], actor: audit.Actor) -> RunbookRun:
+    """Every step in order; templates see `findings.<step id>` of earlier READ steps and
+    `findings.<specialist>` of the specialists that ran before."""
+    run = RunbookRun(runbook.name)
+    context: dict[str, Any] = dict(specialist_findings)
+    for step, raw_args in plan(runbook, alert, context):
+        try:
+            tool = deps.registry.get(step.tool)
+            args = tool.spec.args.model_validate(raw_args)
+            if tool.spec.effect is Effect.READ:
+                assert isinstance(tool, ReadTool)
+                result = await asyncio.to_thread(tool.run, args)
+                context[step.id] = run.steps[step.id] = small(
+                    result.data if result.status == "ok" else {"error": result.error})
+                continue
+            assert isinstance(tool, WriteTool)
+            action_id = action_id_for(incident_id, runbook.name, step.id)
+            await _propose(deps, incident_id, runbook.name, step, tool, args, action_id, actor)
+            run.proposals.append(action_id)
+        except Exception as exc:
+            # One broken step (unknown flag, git error) must not sink the investigation.
+            run.failed[step.id] = f"{exc.__class__.__name__}: {exc}"[:500]
+    async with deps.db.write() as session:
+        await audit.append(session, type="runbook.completed", actor=actor,
+                           incident_id=incident_id, target=f"runbook:{runbook.name}",
+                           outcome="failed_steps" if run.failed else "ok",
+                           payload={"proposals": run.proposals, "read_steps": sorted(run.steps),
+                                    "failed_steps": run.failed})
+    return run
+
+
+async def _propose(deps: GraphDeps, incident_id: int, runbook: str, step: Step,
+                   tool: WriteTool, args: Any, action_id: str, actor: audit.Actor) -> None:
+    async with deps.db.read() as session:
+        if await session.get(Action, action_id) is not None:
+            return  # proposed before this node re-ran
+        ctx = PolicyContext(
+            incident_id=str(incident_id), requested_by=None,
+            actions_last_hour_for_tool=await count_last_hour(session, tool.spec.name),
+            actions_for_incident=await count_for_incident(session, incident_id))
+    dumped = args.model_dump(exclude_none=True)
+    decision = deps.policy.evaluate(tool.spec.name, tool.spec.effect, dumped, ctx)
+    if step.policy is not None:
+        decision = decision.tighten(step.policy)
+    preview = await asyncio.to_thread(tool.preview, args)
+    snapshot = await asyncio.to_thread(tool.snapshot, args)
+    inverse = await asyncio.to_thread(tool.inverse, args, preview)
+    async with deps.db.write() as session:
+        await propose(session, Proposal(
+            action_id=action_id, incident_id=incident_id, tool=tool.spec.name,
+            effect=tool.spec.effect.value, args=dumped, preview=preview, snapshot=snapshot,
+            inverse={"tool": inverse[0], "args": inverse[1]} if inverse else None,
+            decision=decision.model_dump(mode="json"), requested_by=f"runbook:{runbook}",
+            source=f"runbook:{runbook}/{step.id}"), actor)
