@@ -8,11 +8,7 @@ expected value. Prometheus (Debian package) runs on loopback with a 1 s scrape i
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.prometheus_proc import running_prometheus
 from tests.support import free_port
 from tools.base import Effect
 from tools.metrics import (
@@ -39,7 +36,6 @@ from tools.metrics import (
 
 pytestmark = pytest.mark.slow
 
-PROM_BINARY = os.environ.get("METAOPS_TEST_PROMETHEUS", "/usr/bin/prometheus")
 REFERENCE = Path("/work/shared/reference")
 WIRE = REFERENCE / "wire"
 OUTAGE_LOG = REFERENCE / "scenarios/provider-outage/logs.jsonl"
@@ -127,54 +123,15 @@ def exporter() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def prometheus(exporter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not (Path(PROM_BINARY).exists() or shutil.which(PROM_BINARY)):
-        pytest.fail(f"Prometheus binary {PROM_BINARY} is missing: apt-get install prometheus "
-                    "(or set METAOPS_TEST_PROMETHEUS)")
-    work = tmp_path_factory.mktemp("prometheus")
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                          "scrape_timeout": "1s"},
               "scrape_configs": [{"job_name": "llm-exporter",
                                   "static_configs": [{"targets": [exporter]}]}]}
-    (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is valid YAML
-    port = free_port()
-    log_path = work / "prometheus.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [PROM_BINARY, f"--config.file={work / 'prometheus.yml'}",
-             f"--storage.tsdb.path={work / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    url = f"http://127.0.0.1:{port}"
-
-    def logs() -> str:
-        return log_path.read_text(errors="replace")[-4000:]
-
-    try:
-        deadline = time.monotonic() + WAIT_SECONDS
-        # Ready, then at least 5 scraped samples so rate() over a few seconds is well defined.
-        probe = 'count_over_time(llm_requests_total{service="chat-api"}[30s])'
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Prometheus exited with {proc.returncode}:\n{logs()}")
-            try:
-                r = httpx.get(f"{url}/api/v1/query", params={"query": probe}, timeout=2.0,
-                              trust_env=False)
-                result = r.json()["data"]["result"] if r.status_code == 200 else []
-                if result and float(result[0]["value"][1]) >= 5:
-                    break
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no samples in Prometheus after {WAIT_SECONDS}s:\n{logs()}")
-            time.sleep(0.25)
+    # At least 5 scraped samples, so rate() over a few seconds is well defined.
+    probe = 'count_over_time(llm_requests_total{service="chat-api"}[30s])'
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), config, probe, 5,
+                            wait_seconds=WAIT_SECONDS) as url:
         yield url
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 @pytest.fixture
@@ -407,3 +364,15 @@ def test_embedded_golden_signals_from_provider_outage_log() -> None:
     # Another service: nothing at all.
     assert golden.run({"service": "rag-retriever", "start": start, "end": end}).status == \
         "no_data"
+
+
+def test_embedded_signals_ignore_numbers_too_big_for_a_float() -> None:
+    from tools.metrics.embedded import embedded_signals
+
+    start = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    event = {"timestamp": "2026-11-27T10:00:01Z", "event_type": "llm_completion",
+             "service": "chat-api", "ttft_ms": 10**400, "latency_ms": 900,
+             "token_usage": {"prompt": 10, "completion": 5}, "cost_usd": 0.5}
+    out = embedded_signals([event], "chat-api", start, start.replace(minute=10))
+    assert out["signals"]["ttft_p50"]["value"] is None
+    assert out["signals"]["burn_rate_usd_per_h"]["value"] == 0.5 * 6
