@@ -10,6 +10,7 @@ from core.settings import Settings
 from tools.cache import cache_tools
 from tools.gitops import gitops_tools
 from tools.gitops.bootstrap import open_gitops_repo
+from tools.kube import KubeClient, kube_tools
 from tools.logs.jsonl import JsonlSource
 from tools.logs.loki import LokiSource
 from tools.logs.records import LogQuery, LogSource
@@ -27,6 +28,8 @@ def build_registry(settings: Settings) -> ToolRegistry:
     if settings.redis_url:
         for tool in cache_tools(settings.redis_url):
             registry.register(tool)
+    for kube_tool in kube_tools(kube_client(settings)):
+        registry.register(kube_tool)
     source = log_source(settings)
     if source is not None:
         for log_tool in logs_tools(source):
@@ -61,3 +64,12 @@ def request_log(source: LogSource) -> Any:
                    "service": record.service, "message": record.message}
 
     return events
+
+
+def kube_client(settings: Settings) -> KubeClient | None:
+    """The cluster from METAOPS_KUBECONFIG (a path, or "in-cluster"); None when unset."""
+    if not settings.kubeconfig:
+        return None
+    if settings.kubeconfig == "in-cluster":
+        return KubeClient.in_cluster()
+    return KubeClient.from_kubeconfig(settings.kubeconfig, context=settings.kube_context)

@@ -39,7 +39,11 @@ class Settings(BaseSettings):
     gitops_repo: str | None = None
     gitops_branch: str = "main"
     policy_file: Path | None = None
+    runbooks_dir: Path | None = None  # default: the repository's runbooks/
     redis_url: str | None = None  # the LLM app's cache (cache.flush); off when unset
+    # Kubernetes: a kubeconfig path, or "in-cluster"; the kube tools are off when unset.
+    kubeconfig: str | None = None
+    kube_context: str | None = None
     prometheus_url: str | None = None  # metrics source; the request log stands in when unset
     logs_path: list[str] = Field(default_factory=list)  # JSONL log globs (JSON list in env)
     loki_url: str | None = None  # Loki instead of JSONL files when set

@@ -246,11 +246,15 @@ async def escalate_due(session: AsyncSession, now: datetime | None = None) -> li
     return out
 
 
-async def count_for_incident(session: AsyncSession, incident_id: int | None) -> int:
+async def count_for_incident(session: AsyncSession, incident_id: int | None,
+                             tool: str | None = None) -> int:
+    """Actions already proposed in the incident (of `tool` only, when given)."""
     if incident_id is None:
         return 0
-    return int(await session.scalar(
-        select(func.count()).select_from(Action).where(Action.incident_id == incident_id)) or 0)
+    stmt = select(func.count()).select_from(Action).where(Action.incident_id == incident_id)
+    if tool is not None:
+        stmt = stmt.where(Action.tool == tool)
+    return int(await session.scalar(stmt) or 0)
 
 
 async def count_last_hour(session: AsyncSession, tool: str) -> int:
