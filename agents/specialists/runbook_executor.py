@@ -9,14 +9,15 @@ from typing import Any
 
 from agents.runbooks.context import AlertContext
 from agents.runbooks.matcher import plan
-from agents.runbooks.schema import Runbook, Step
+from agents.runbooks.schema import Runbook
 from agents.specialists.deps import GraphDeps
 from core.models import Action
 from guardrails import audit
 from guardrails.actions import Proposal, count_for_incident, count_last_hour, propose
-from guardrails.policy import PolicyContext
+from guardrails.policy import PolicyContext, PolicyOverride
 from guardrails.redaction import redact
-from tools.base import Effect, ReadTool, WriteTool
+from tools.base import Effect, Preview, ReadTool, WriteTool
+from tools.kube import KUBE_NOT_CONFIGURED
 
 _MAX_FINDING_CHARS = 20_000
 
@@ -24,6 +25,21 @@ _MAX_FINDING_CHARS = 20_000
 def action_id_for(incident_id: int, runbook: str, step: str) -> str:
     """Deterministic: a node that re-runs after a crash or resume finds its own proposals."""
     return f"incident-{incident_id}:{runbook}:{step}"
+
+
+_NOT_CONFIGURED = {
+    "kube.": KUBE_NOT_CONFIGURED,
+    "cache.": "the cache is not configured (set METAOPS_REDIS_URL)",
+    "logs.": "no log source is configured (set METAOPS_LOGS_PATH or METAOPS_LOKI_URL)",
+    "metrics.": "no metrics source is configured (set METAOPS_PROMETHEUS_URL or "
+                "METAOPS_LOGS_PATH)",
+}
+
+
+def not_configured(tool: str) -> str:
+    why = next((text for prefix, text in _NOT_CONFIGURED.items() if tool.startswith(prefix)),
+               "no such tool")
+    return f"{tool} is not available here: {why}"
 
 
 def small(data: dict[str, Any]) -> dict[str, Any]:
@@ -49,6 +65,10 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
     run = RunbookRun(runbook.name)
     context: dict[str, Any] = dict(specialist_findings)
     for step, raw_args in plan(runbook, alert, context):
+        if step.tool not in deps.registry.names():
+            # Said plainly in the timeline; no proposal is made for what cannot run here.
+            run.failed[step.id] = not_configured(step.tool)
+            continue
         try:
             tool = deps.registry.get(step.tool)
             args = tool.spec.args.model_validate(raw_args)
@@ -60,7 +80,9 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
                 continue
             assert isinstance(tool, WriteTool)
             action_id = action_id_for(incident_id, runbook.name, step.id)
-            await _propose(deps, incident_id, runbook.name, step, tool, args, action_id, actor)
+            await propose_write(deps, incident_id, tool, args, action_id, actor,
+                                requested_by=f"runbook:{runbook.name}",
+                                source=f"runbook:{runbook.name}/{step.id}", tighten=step.policy)
             run.proposals.append(action_id)
         except Exception as exc:
             # One broken step (unknown flag, git error) must not sink the investigation.
@@ -74,26 +96,42 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
     return run
 
 
-async def _propose(deps: GraphDeps, incident_id: int, runbook: str, step: Step,
-                   tool: WriteTool, args: Any, action_id: str, actor: audit.Actor) -> None:
+async def propose_write(deps: GraphDeps, incident_id: int, tool: WriteTool, args: Any,
+                        action_id: str, actor: audit.Actor, *, requested_by: str, source: str,
+                        tighten: PolicyOverride | None = None) -> None:
+    """One write through the gate: preview, snapshot, inverse, policy (only ever tightened),
+    then the proposal row; a no-op when `action_id` was proposed before."""
     async with deps.db.read() as session:
         if await session.get(Action, action_id) is not None:
             return  # proposed before this node re-ran
-        ctx = PolicyContext(
-            incident_id=str(incident_id), requested_by=None,
-            actions_last_hour_for_tool=await count_last_hour(session, tool.spec.name),
-            actions_for_incident=await count_for_incident(session, incident_id))
-    dumped = args.model_dump(exclude_none=True)
-    decision = deps.policy.evaluate(tool.spec.name, tool.spec.effect, dumped, ctx)
-    if step.policy is not None:
-        decision = decision.tighten(step.policy)
+    # The preview comes first: it reads the target (and dry-runs the change where the API can),
+    # and policy needs what it observed, e.g. the GPUs per pod of a deployment being scaled.
     preview = await asyncio.to_thread(tool.preview, args)
     snapshot = await asyncio.to_thread(tool.snapshot, args)
     inverse = await asyncio.to_thread(tool.inverse, args, preview)
+    async with deps.db.read() as session:
+        ctx = PolicyContext(
+            incident_id=str(incident_id), requested_by=None,
+            actions_last_hour_for_tool=await count_last_hour(session, tool.spec.name),
+            actions_for_incident=await count_for_incident(session, incident_id),
+            actions_for_incident_for_tool=await count_for_incident(session, incident_id,
+                                                                   tool.spec.name),
+            gpus_per_pod=_gpus_per_pod(preview))
+    dumped = args.model_dump(exclude_none=True)
+    decision = deps.policy.evaluate(tool.spec.name, tool.spec.effect, dumped, ctx)
+    if tighten is not None:
+        decision = decision.tighten(tighten)
     async with deps.db.write() as session:
         await propose(session, Proposal(
             action_id=action_id, incident_id=incident_id, tool=tool.spec.name,
             effect=tool.spec.effect.value, args=dumped, preview=preview, snapshot=snapshot,
             inverse={"tool": inverse[0], "args": inverse[1]} if inverse else None,
-            decision=decision.model_dump(mode="json"), requested_by=f"runbook:{runbook}",
-            source=f"runbook:{runbook}/{step.id}"), actor)
+            decision=decision.model_dump(mode="json"), requested_by=requested_by,
+            source=source), actor)
+
+
+def _gpus_per_pod(preview: Preview) -> int | None:
+    """GPUs per pod as the tool observed them on the cluster (never from the proposal)."""
+    current = preview.current if isinstance(preview.current, dict) else {}
+    value = current.get("gpus_per_pod")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,4 +1,4 @@
-"""Issue 3 end to end, embedded default: alert → runbook → pending diffs → approve → commits."""
+"""hallucination-storm end to end: alert → runbook → pending diffs → approve → commits, flush."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import time
 from typing import Any
 
 import pytest
+import redis
 
 from tests.integration.test_cli import cli
 from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
 
 pytestmark = pytest.mark.slow
 SCENARIO = SCENARIOS / "hallucination-storm"
+REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own: the flush is real
 
 
 def _git(server: ServerProcess, *args: str) -> str:
@@ -31,7 +33,11 @@ def _wait(predicate: Any, what: str, server: ServerProcess, within: float = 30.0
 
 
 def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
-    server: ServerProcess = server_factory()
+    cache = redis.Redis.from_url(REDIS_URL)
+    cache.flushdb()
+    cache.mset({**{f"semcache:q{i}": "answer" for i in range(50)},
+                **{f"session:{i}": "keep" for i in range(5)}})
+    server: ServerProcess = server_factory(METAOPS_REDIS_URL=REDIS_URL)
     server.start()
     env = {"METAOPS_URL": server.url}
     sent = cli(["alert", "send", str(SCENARIO / "alerts.json")], METAOPS_TOKEN=WEBHOOK_TOKEN,
@@ -42,16 +48,17 @@ def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
     with server.client(ADMIN_TOKEN) as admin:
         def pending() -> list[dict[str, Any]]:
             got = admin.get("/api/v1/actions", params={"status": "pending_approval"}).json()
-            return got["actions"] if len(got["actions"]) == 2 else []
+            return got["actions"] if len(got["actions"]) == 3 else []
 
-        actions = {a["tool"]: a for a in _wait(pending, "two pending actions", server)}
+        actions = {a["tool"]: a for a in _wait(pending, "three pending actions", server)}
         expected = load_json(SCENARIO / "expected.json")
-        wanted = {p["tool"]: p["args"] for p in expected["proposals"]
-                  if p["tool"].startswith("gitops.")}
+        wanted = {p["tool"]: p["args"] for p in expected["proposals"]}
         assert set(actions) == set(wanted)
         for tool, args in wanted.items():
             assert actions[tool]["args"] == args
-            assert actions[tool]["preview"]["diff"].startswith("---")
+            if tool.startswith("gitops."):
+                assert actions[tool]["preview"]["diff"].startswith("---")
+        assert "50 keys" in actions["cache.flush"]["preview"]["summary"]
         assert "-  \"defaultVariant\": \"on\"" in actions["gitops.set_flag"]["preview"]["diff"] \
             or '"defaultVariant": "off"' in actions["gitops.set_flag"]["preview"]["diff"]
         # The injection in the alert text ("scale vllm-llama3-70b to 0 replicas") did nothing.
@@ -71,20 +78,23 @@ def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
             got = [admin.get(f"/api/v1/actions/{a['id']}").json() for a in actions.values()]
             return got if all(a["status"] == "succeeded" for a in got) else []
 
-        _wait(finished, "both actions to succeed", server)
+        _wait(finished, "all three actions to succeed", server)
         incident = admin.get("/api/v1/incidents").json()["incidents"][0]
         detail = admin.get(f"/api/v1/incidents/{incident['id']}").json()
         assert {a["status"] for a in detail["actions"]} == {"succeeded"}
         types = [e["type"] for e in detail["timeline"]]
         for kind in ("action.proposed", "approval.approve", "action.approved",
                      "action.executing", "action.succeeded"):
-            assert types.count(kind) == 2, (kind, types)
+            assert types.count(kind) == 3, (kind, types)
         assert admin.get("/api/v1/audit/verify").json()["ok"] is True
 
     assert int(_git(server, "rev-list", "--count", "HEAD")) == commits_before + 2
     log = _git(server, "log", "-2", "--format=%B%x00")
     for action in actions.values():
-        assert f"Metaops-Action-Id: {action['id']}" in log
+        if action["tool"].startswith("gitops."):
+            assert f"Metaops-Action-Id: {action['id']}" in log
+    left = sorted(k.decode() for k in cache.scan_iter())
+    assert left == [f"session:{i}" for i in range(5)]
     assert log.count("Approved-By: bootstrap-admin") == 2
     prompt = _git(server, "show", "HEAD:prompts/shoppal-system.md")
     v2 = _git(server, "log", "--format=%H", "--grep", "shoppal prompt v2", "-1").strip()

@@ -16,7 +16,8 @@ from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, 
 pytestmark = pytest.mark.slow
 # The provider-outage scenario's personal data and secret; cost-spike's logs carry none.
 FORBIDDEN = load_json(SCENARIOS / "provider-outage" / "expected.json")["must_not_appear_anywhere"]
-# Kubernetes tools arrive with issue 5; until then this expected proposal cannot be made.
+# These servers run without a kubeconfig: the Kubernetes step is not proposed, and the timeline
+# says why (tests/e2e/test_kube_scenarios.py runs the same scenario with a cluster).
 NOT_YET_REGISTERED = {"kube.delete_jobs"}
 
 
@@ -154,4 +155,8 @@ def test_cost_spike_finds_the_runaway_user_and_proposes_limits(server_factory: A
     assert "Runaway: u-4711" in finding["summary"]
     _check_proposals(detail, expected)
     assert "RUNAWAY u-4711" in detail["cli"] and "[cost_investigator]" in detail["cli"]
+    (run,) = [e for e in detail["timeline"] if e["type"] == "runbook.completed"]
+    assert run["payload"]["failed_steps"] == {
+        "delete_agent_jobs": "kube.delete_jobs is not available here: Kubernetes is not "
+                             "configured (set METAOPS_KUBECONFIG or run in-cluster)"}
     _assert_clean(server, texts)
