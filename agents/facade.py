@@ -7,10 +7,12 @@ import contextlib
 import logging
 import os
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import select
 
 from agents.checkpoint import open_checkpointer
 from agents.intake.batcher import IngestBatcher
@@ -32,12 +34,20 @@ from agents.investigation import InvestigationRunner, start_investigation
 from agents.reasoner import RuleReasoner
 from agents.runbooks.loader import load_runbooks
 from agents.specialists.config import SpecialistConfig
+from agents.specialists.verification import (
+    VERIFY_EVENTS,
+    delay,
+    needs_check,
+    step_of,
+    verify_action,
+)
 from agents.supervisor import GraphDeps, build_graph
 from agents.toolbox import build_registry
 from agents.worker import WorkerPool
 from core.database import Database
-from core.models import Action, WorkItem
+from core.models import Action, AuditEvent, WorkItem
 from core.settings import Settings
+from core.timeutil import utcnow
 from guardrails import audit
 from guardrails.actions import DecisionResult, decide_and_commit, escalate_due, expire_due
 from guardrails.executor import Executor, set_kill_switch
@@ -64,7 +74,11 @@ class Runtime:
         )
         self.registry = build_registry(settings)
         self.policy = Policy.load(settings.policy_file)
-        self.executor = Executor(db, self.registry, crash_hook=self._crash_hook)
+        self.executor = Executor(db, self.registry, crash_hook=self._crash_hook,
+                                 on_succeeded=self._after_success)
+        self.runbooks = load_runbooks(settings.runbooks_dir)
+        self.deps = GraphDeps(db, self.registry, self.policy, RuleReasoner(self.runbooks),
+                              self.executor, SpecialistConfig.from_settings(settings))
         self.runner: InvestigationRunner | None = None
         self._stack = AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -80,15 +94,13 @@ class Runtime:
     async def start(self) -> None:
         saver = await self._stack.enter_async_context(
             open_checkpointer(self.db, self.settings.data_dir))
-        runbooks = load_runbooks()
-        graph = build_graph(GraphDeps(self.db, self.registry, self.policy,
-                                      RuleReasoner(runbooks), self.executor,
-                                      SpecialistConfig.from_settings(self.settings)), saver)
+        graph = build_graph(self.deps, saver)
         self.runner = InvestigationRunner(self.db, graph)
+        _CURRENT["runtime"] = self
         await self.executor.reconcile()
+        await self._recover_checks()
         await self.batcher.start()
         await self.workers.start()
-        _CURRENT["runtime"] = self
         self._scheduler.add_job(scheduled_sweep, "interval", seconds=self.settings.sweep_seconds,
                                 id="sweep", max_instances=1, coalesce=True,
                                 replace_existing=True, misfire_grace_time=60)
@@ -128,11 +140,48 @@ class Runtime:
     async def _continue(self, incident_id: int, action_id: str) -> None:
         assert self.runner is not None
         try:
-            if not await self.runner.resume_if_decided(incident_id):
-                # Not paused on it (e.g. the graph is busy with another action): run it here.
-                await self.executor.execute(action_id)
+            await self.runner.resume_if_decided(incident_id)
+            # The graph may not hold this action (a rollback proposed by a check) or may be
+            # busy: run it here. A no-op unless it is still approved (idempotency key).
+            await self.executor.execute(action_id)
         except Exception:
             log.exception("continuing incident %d failed", incident_id)
+
+    async def _after_success(self, action_id: str) -> None:
+        """A runbook step with `verify` gets its check scheduled (`wait` later) in the job store:
+        a scheduled resume that survives restarts, not a sleeping task."""
+        async with self.db.read() as session:
+            action = await session.get(Action, action_id)
+        ref = None if action is None else step_of(action, self.runbooks)
+        if ref is None or not needs_check(ref):
+            return
+        self._schedule_check(action_id, utcnow() + delay(ref))
+
+    def _schedule_check(self, action_id: str, when: datetime) -> None:
+        self._scheduler.add_job(
+            scheduled_verify, "date", run_date=when, args=[action_id], id=f"verify:{action_id}",
+            replace_existing=True, misfire_grace_time=None, coalesce=True)
+
+    async def _recover_checks(self) -> None:
+        """Succeeded runbook actions whose check was never recorded nor scheduled (the process
+        died between the two): schedule it, at once if its time has passed."""
+        since = utcnow() - timedelta(days=1)
+        async with self.db.read() as session:
+            actions = list(await session.scalars(select(Action).where(
+                Action.status == "succeeded", Action.executed_at >= since,
+                Action.source.like("runbook:%"))))
+            checked = set(await session.scalars(select(AuditEvent.action_id).where(
+                AuditEvent.type.in_(VERIFY_EVENTS),
+                AuditEvent.action_id.in_([a.id for a in actions]))))
+        for action in actions:
+            ref = step_of(action, self.runbooks)
+            if (action.id in checked or not needs_check(ref) or ref is None
+                    or self._scheduler.get_job(f"verify:{action.id}") is not None):
+                continue
+            self._schedule_check(action.id, (action.executed_at or utcnow()) + delay(ref))
+
+    async def verify(self, action_id: str) -> str | None:
+        return await verify_action(self.deps, self.runbooks, action_id)
 
     async def set_kill_switch(self, on: bool, actor: audit.Actor) -> None:
         async with self.db.write() as session:
@@ -166,6 +215,16 @@ async def scheduled_sweep() -> None:
     runtime = _CURRENT.get("runtime")
     if runtime is not None:
         await runtime.sweep()
+
+
+async def scheduled_verify(action_id: str) -> None:
+    runtime = _CURRENT.get("runtime")
+    if runtime is None:
+        return
+    try:
+        await runtime.verify(action_id)
+    except Exception:
+        log.exception("check of %s failed", action_id)
 
 
 __all__ = [

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -64,10 +64,13 @@ class Executor:
     """Runs approved actions. Safe to call from many places and replicas at once."""
 
     def __init__(self, db: Database, registry: ToolRegistry,
-                 crash_hook: CrashHook | None = None) -> None:
+                 crash_hook: CrashHook | None = None,
+                 on_succeeded: Callable[[str], Awaitable[None]] | None = None) -> None:
         self._db = db
         self._registry = registry
         self._crash = crash_hook or (lambda _point: None)
+        # Told the id of every action this executor saw succeed (e.g. to schedule its check).
+        self._on_succeeded = on_succeeded
 
     def _tool(self, name: str) -> WriteTool:
         tool = self._registry.get(name)
@@ -139,9 +142,14 @@ class Executor:
         else:
             status, event = "failed", "action.failed"
         async with self._db.write() as session:
-            await _finish(session, action, status, event,
-                          {"result": result.data, "error": result.error}, "executing",
-                          error=result.error, result=result.data)
+            changed = await _finish(session, action, status, event,
+                                    {"result": result.data, "error": result.error}, "executing",
+                                    error=result.error, result=result.data)
+        if changed and status == "succeeded" and self._on_succeeded is not None:
+            try:
+                await self._on_succeeded(action.id)
+            except Exception:  # the change is done and audited; a hook never undoes that
+                log.exception("after-success hook failed for %s", action.id)
         return status
 
     async def reconcile(self) -> list[tuple[str, str]]:

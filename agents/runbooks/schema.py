@@ -1,6 +1,6 @@
 """Pydantic models of a runbook file; every model refuses unknown keys.
 
-Forward compatibility: new step or runbook keys (issue 5's `wait`, `verify`, `on_fail`) are
+Forward compatibility: new step or runbook keys (like `wait`, `verify`, `on_fail`) are
 added as *optional* fields with defaults, so every existing runbook stays valid. Unknown keys are
 refused so that a runbook written for a newer schema fails loudly on an older service instead of
 silently skipping, say, a `verify`.
@@ -27,13 +27,17 @@ Example::
           alias: chat-default
           target: "{{ vars.fallback[labels.provider] }}"
         policy: {required_approvals: 2}           # may only tighten guardrails policy
+        wait: 5m                                  # after it ran: a scheduled check, then
+        verify: {promql: "...", op: "<", threshold: 0.2}   # or logs: {contains, levels, window}
+        on_fail: rollback                         # escalate (default) | rollback | continue
     escalation: {after_minutes: 15, to: ml-platform-oncall, message: "..."}
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -123,6 +127,52 @@ class Match(_Strict):
         return [self.alertname] if isinstance(self.alertname, str) else list(self.alertname)
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """"2s", "500ms", "5m", "1h" as a timedelta."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(f"invalid duration {text!r}: use a number and ms, s, m or h (e.g. 5m)")
+    return timedelta(seconds=float(found.group(1)) * _UNIT_SECONDS[found.group(2)])
+
+
+Duration = Annotated[str, Field(min_length=2, max_length=20)]
+
+
+class LogCheck(_Strict):
+    """Count log lines in the last `window`: a message substring, levels, services."""
+
+    contains: str | None = Field(default=None, min_length=1, max_length=500)
+    levels: list[str] | None = None
+    services: list[str] | None = None
+    window: Duration = "5m"
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
+class Verify(_Strict):
+    """After the step (and its `wait`): `<value> <op> <threshold>` must hold, where the value
+    is a PromQL instant query's (largest series) or a log line count. Strings are templates."""
+
+    promql: str | None = Field(default=None, min_length=1, max_length=2000)
+    logs: LogCheck | None = None
+    op: Literal["<", "<=", ">", ">=", "=="] = "<"
+    threshold: float
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Verify:
+        if (self.promql is None) == (self.logs is None):
+            raise ValueError("verify needs exactly one of promql or logs")
+        return self
+
+
 class Step(_Strict):
     """One tool call. Whether it runs directly (READ) or becomes a proposal (WRITE and up) is the
     tool's effect in the registry, not something a runbook can say."""
@@ -136,6 +186,18 @@ class Step(_Strict):
     when: str | None = Field(default=None, min_length=1)
     # May only tighten what guardrails policy decides for this tool (checked in tests).
     policy: PolicyOverride | None = None
+    # After the step's action has run: wait (a scheduled job, not a sleep), then verify; on a
+    # failed (or unknowable) verify: escalate (default), propose the recorded inverse, or go on.
+    wait: Duration | None = None
+    verify: Verify | None = None
+    on_fail: Literal["escalate", "rollback", "continue"] = "escalate"
+
+    @field_validator("wait")
+    @classmethod
+    def _wait(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 class Escalation(_Strict):
