@@ -22,6 +22,7 @@ from core.models import Action, Alert, AuditEvent
 from core.timeutil import utcnow
 from guardrails import audit
 from guardrails.actions import PENDING
+from guardrails.injection import screen
 
 __all__ = ["GraphDeps", "IncidentState", "action_id_for", "build_graph"]
 
@@ -71,7 +72,12 @@ def build_graph(deps: GraphDeps,
                 saver: BaseCheckpointSaver[str]) -> CompiledStateGraph[Any, Any, Any, Any]:
     async def supervisor(state: IncidentState) -> dict[str, Any]:
         incident_id = state["incident_id"]
-        routes = deps.reasoner.route(_contexts(await deps.alert_rows(incident_id)))
+        rows = await deps.alert_rows(incident_id)
+        routes = deps.reasoner.route(_contexts(rows))
+        # Alert text is screened for instructions aimed at the agent. The screen only flags:
+        # routing and runbooks never read annotations, so nothing flagged can change an action.
+        report = screen({f"alerts[{r.id}]": {"annotations": r.annotations, "title": r.title}
+                         for r in rows})
         async with deps.db.write() as session:
             seen = (await session.scalars(select(AuditEvent.seq).where(
                 AuditEvent.incident_id == incident_id,
@@ -80,6 +86,10 @@ def build_graph(deps: GraphDeps,
                 await audit.append(session, type="investigation.routed", actor=SUPERVISOR,
                                    incident_id=incident_id, target=f"incident:{incident_id}",
                                    outcome="ok", payload={"routes": routes})
+                if report.suspected:
+                    await audit.append(session, type="injection.suspected", actor=SUPERVISOR,
+                                       incident_id=incident_id, target="alert annotations",
+                                       outcome="flagged", payload=report.as_dict())
         return {"routes": routes, "done": [], "proposals": [], "specialist_findings": {}}
 
     async def log_summarizer_node(state: IncidentState) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from agents.specialist_names import LOG_SUMMARIZER
 from agents.specialists.deps import GraphDeps
 from agents.specialists.findings import StoredFinding, load_finding, record_finding
 from agents.specialists.window import Window
+from guardrails.injection import screen
 from tools.logs.mining import label
 
 KIND = "log_patterns"
@@ -74,7 +75,15 @@ async def log_summarizer(deps: GraphDeps, incident_id: int, window: Window,
     data = {**base, "status": result.status, "source": found.get("source"),
             "patterns": found.get("patterns", []), "totals": found.get("totals", {}),
             "distinct": found.get("distinct", {}), "stats": found.get("stats", {})}
+    # Log lines are untrusted too: a pattern that instructs the agent is flagged, never obeyed.
+    report = screen({f"patterns[{i}]": {"template": p.get("template"),
+                                         "exemplar": p.get("exemplar")}
+                     for i, p in enumerate(data["patterns"])})
+    if report.suspected:
+        data["injection"] = report.as_dict()
     summary = summarize(data, window, services)
+    if report.suspected:
+        summary += f" Suspected prompt injection in the logs ({', '.join(report.kinds())})."
     highlights = {"patterns": [{"label": label(p["template"]), "level": p.get("level"),
                                 "count": p["count"], "share": p["share"]}
                                for p in data["patterns"][:5]],

@@ -83,6 +83,10 @@ def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
         detail = admin.get(f"/api/v1/incidents/{incident['id']}").json()
         assert {a["status"] for a in detail["actions"]} == {"succeeded"}
         types = [e["type"] for e in detail["timeline"]]
+        # The injection in the alert's description is flagged (and, above, did nothing).
+        (flag,) = [e for e in detail["timeline"] if e["type"] == "injection.suspected"]
+        assert "instruction_override" in flag["payload"]["kinds"]
+        assert any("annotations.description" in f["path"] for f in flag["payload"]["findings"])
         for kind in ("action.proposed", "approval.approve", "action.approved",
                      "action.executing", "action.succeeded"):
             assert types.count(kind) == 3, (kind, types)

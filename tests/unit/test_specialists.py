@@ -52,7 +52,7 @@ def test_routes() -> None:
     assert reasoner.route([_ctx("LLMProviderErrorRateHigh", provider="openai")]) == [
         "log_summarizer", "runbook_executor"]
     # No runbook: the log summary is still worth having.
-    assert reasoner.route([_ctx("TTFTP99High")]) == ["log_summarizer"]
+    assert reasoner.route([_ctx("DiskPressure")]) == ["log_summarizer"]
     assert reasoner.route([_ctx("CostBurnRateHigh"), _ctx("HallucinationRateHigh",
                                                           service="chat-api")]) == [
         "cost_investigator", "log_summarizer", "runbook_executor"]
