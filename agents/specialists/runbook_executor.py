@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.runbooks.context import AlertContext
-from agents.runbooks.matcher import plan
+from agents.runbooks.matcher import render_step
 from agents.runbooks.schema import Runbook
 from agents.specialists.deps import GraphDeps
 from core.models import Action
@@ -61,22 +61,30 @@ class RunbookRun:
 async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert: AlertContext,
                       specialist_findings: Mapping[str, Any], actor: audit.Actor) -> RunbookRun:
     """Every step in order; templates see `findings.<step id>` of earlier READ steps and
-    `findings.<specialist>` of the specialists that ran before."""
+    `findings.<specialist>` of the specialists that ran before. Each step leaves a
+    `runbook.step` event (read, proposed, skipped or failed), then `runbook.completed`."""
     run = RunbookRun(runbook.name)
     context: dict[str, Any] = dict(specialist_findings)
-    for step, raw_args in plan(runbook, alert, context):
-        if step.tool not in deps.registry.names():
-            # Said plainly in the timeline; no proposal is made for what cannot run here.
-            run.failed[step.id] = not_configured(step.tool)
-            continue
+    trail: list[dict[str, Any]] = []
+    for step in runbook.steps:
+        entry: dict[str, Any] = {"step": step.id, "tool": step.tool}
+        trail.append(entry)
         try:
+            planned = render_step(runbook, step, alert, context)
+            if planned is None:
+                entry["outcome"] = "skipped"
+                continue
+            if step.tool not in deps.registry.names():
+                # Said plainly in the timeline; no proposal is made for what cannot run here.
+                raise LookupError(not_configured(step.tool))
             tool = deps.registry.get(step.tool)
-            args = tool.spec.args.model_validate(raw_args)
+            args = tool.spec.args.model_validate(planned.args)
             if tool.spec.effect is Effect.READ:
                 assert isinstance(tool, ReadTool)
                 result = await asyncio.to_thread(tool.run, args)
                 context[step.id] = run.steps[step.id] = small(
                     result.data if result.status == "ok" else {"error": result.error})
+                entry["outcome"] = "read" if result.status != "error" else "read_error"
                 continue
             assert isinstance(tool, WriteTool)
             action_id = action_id_for(incident_id, runbook.name, step.id)
@@ -84,10 +92,20 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
                                 requested_by=f"runbook:{runbook.name}",
                                 source=f"runbook:{runbook.name}/{step.id}", tighten=step.policy)
             run.proposals.append(action_id)
+            entry.update(outcome="proposed", action_id=action_id)
+        except LookupError as exc:
+            run.failed[step.id] = str(exc.args[0])
+            entry.update(outcome="failed", error=run.failed[step.id])
         except Exception as exc:
-            # One broken step (unknown flag, git error) must not sink the investigation.
+            # One broken step (unknown flag, git error, a template) must not sink the rest.
             run.failed[step.id] = f"{exc.__class__.__name__}: {exc}"[:500]
+            entry.update(outcome="failed", error=run.failed[step.id])
     async with deps.db.write() as session:
+        for entry in trail:
+            await audit.append(session, type="runbook.step", actor=actor,
+                               incident_id=incident_id, action_id=entry.get("action_id"),
+                               target=f"runbook:{runbook.name}/{entry['step']}",
+                               outcome=entry["outcome"], payload=entry)
         await audit.append(session, type="runbook.completed", actor=actor,
                            incident_id=incident_id, target=f"runbook:{runbook.name}",
                            outcome="failed_steps" if run.failed else "ok",

@@ -72,6 +72,13 @@ async def test_broken_step_is_recorded_and_the_rest_proposed(db: Database,
     assert done is not None and set(done.payload["failed_steps"]) == {"bogus"}
     assert "no-such-flag" in done.payload["failed_steps"]["bogus"]
     assert thread is not None and thread.status == "waiting" and thread.interrupt_id
+    async with db.read() as s:
+        steps = list(await s.scalars(select(AuditEvent).where(AuditEvent.type == "runbook.step")
+                                     .order_by(AuditEvent.seq)))
+    # The timeline shows every step, in order, with what became of it.
+    assert [(e.payload["step"], e.outcome) for e in steps] == [
+        ("flags", "read"), ("bogus", "failed"), ("refund_off", "proposed")]
+    assert steps[2].action_id == actions[0].id
 
 
 LOG_RUNBOOK = """
