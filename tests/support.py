@@ -193,3 +193,16 @@ class ServerProcess:
     def client(self, token: str = ADMIN_TOKEN) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"},
                             timeout=30.0)
+
+
+def wait_until(predicate: Any, what: str, *servers: ServerProcess, within: float = 60.0) -> Any:
+    """Poll `predicate` until it returns something truthy; on timeout fail with the servers'
+    recent logs."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    logs = "\n".join(s.logs()[-3000:] for s in servers)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from typing import Any
 
 import pytest
 import redis
 
 from tests.integration.test_cli import cli
-from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
+from tests.support import (
+    ADMIN_TOKEN,
+    SCENARIOS,
+    WEBHOOK_TOKEN,
+    ServerProcess,
+    load_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 SCENARIO = SCENARIOS / "hallucination-storm"
@@ -20,16 +26,6 @@ REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own: the flush is re
 def _git(server: ServerProcess, *args: str) -> str:
     return subprocess.run(["git", "-C", str(server.data_dir / "gitops"), *args], check=True,
                           capture_output=True, text=True, timeout=30).stdout
-
-
-def _wait(predicate: Any, what: str, server: ServerProcess, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{server.logs()[-4000:]}")
 
 
 def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
@@ -50,7 +46,7 @@ def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
             got = admin.get("/api/v1/actions", params={"status": "pending_approval"}).json()
             return got["actions"] if len(got["actions"]) == 3 else []
 
-        actions = {a["tool"]: a for a in _wait(pending, "three pending actions", server)}
+        actions = {a["tool"]: a for a in wait_until(pending, "three pending actions", server)}
         expected = load_json(SCENARIO / "expected.json")
         wanted = {p["tool"]: p["args"] for p in expected["proposals"]}
         assert set(actions) == set(wanted)
@@ -78,7 +74,7 @@ def test_hallucination_storm_end_to_end(server_factory: Any) -> None:
             got = [admin.get(f"/api/v1/actions/{a['id']}").json() for a in actions.values()]
             return got if all(a["status"] == "succeeded" for a in got) else []
 
-        _wait(finished, "all three actions to succeed", server)
+        wait_until(finished, "all three actions to succeed", server)
         incident = admin.get("/api/v1/incidents").json()["incidents"][0]
         detail = admin.get(f"/api/v1/incidents/{incident['id']}").json()
         assert {a["status"] for a in detail["actions"]} == {"succeeded"}

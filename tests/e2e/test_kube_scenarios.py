@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_specialists_scenarios import _wait
 from tests.fake_kube import FakeKube, serve
 from tests.integration.test_cli import cli
-from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
+from tests.support import (
+    ADMIN_TOKEN,
+    SCENARIOS,
+    WEBHOOK_TOKEN,
+    ServerProcess,
+    load_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 KV = SCENARIOS / "kv-cache-saturation"
@@ -44,7 +50,7 @@ def _pending(server: ServerProcess, n: int) -> dict[str, dict[str, Any]]:
             got = admin.get("/api/v1/actions", params={"status": "pending_approval"}).json()
             return got["actions"] if len(got["actions"]) >= n else []
 
-        return {a["tool"]: a for a in _wait(ready, f"{n} pending actions", server)}
+        return {a["tool"]: a for a in wait_until(ready, f"{n} pending actions", server)}
 
 
 def _status(server: ServerProcess, action_id: str, want: str) -> dict[str, Any]:
@@ -53,7 +59,7 @@ def _status(server: ServerProcess, action_id: str, want: str) -> dict[str, Any]:
             got: dict[str, Any] = admin.get(f"/api/v1/actions/{action_id}").json()
             return got if got["status"] == want else None
 
-        result: dict[str, Any] = _wait(done, f"{action_id} {want}", server)
+        result: dict[str, Any] = wait_until(done, f"{action_id} {want}", server)
         return result
 
 

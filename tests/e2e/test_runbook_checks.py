@@ -11,9 +11,15 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_specialists_scenarios import _wait
 from tests.integration.test_cli import cli
-from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
+from tests.support import (
+    ADMIN_TOKEN,
+    SCENARIOS,
+    WEBHOOK_TOKEN,
+    ServerProcess,
+    load_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 RUNBOOK = """
@@ -63,7 +69,7 @@ def _flag_variant(server: ServerProcess) -> str:
     return str(json.loads(text)["flags"]["refund-tool"]["defaultVariant"])
 
 
-def _approve_and_restart_during_the_wait(server_factory: Any, tmp_path: Path,
+def _approve_and_restart_during_thewait_until(server_factory: Any, tmp_path: Path,
                                          on_fail: str) -> tuple[ServerProcess, dict[str, Any]]:
     server: ServerProcess = server_factory(**_setup(tmp_path, on_fail))
     server.start()
@@ -75,9 +81,9 @@ def _approve_and_restart_during_the_wait(server_factory: Any, tmp_path: Path,
             return list(admin.get("/api/v1/actions",
                                   params={"status": "pending_approval"}).json()["actions"])
 
-        (action,) = _wait(pending, "the flag proposal", server)
+        (action,) = wait_until(pending, "the flag proposal", server)
         assert admin.post(f"/api/v1/actions/{action['id']}/approve").status_code == 200
-        _wait(lambda: admin.get(f"/api/v1/actions/{action['id']}").json()["status"]
+        wait_until(lambda: admin.get(f"/api/v1/actions/{action['id']}").json()["status"]
               == "succeeded", "the change", server)
     assert _flag_variant(server) == "off"
     server.kill()  # inside the 2 s wait: the check lives in the job store, not in memory
@@ -92,13 +98,13 @@ def _timeline(server: ServerProcess, incident_id: int) -> list[dict[str, Any]]:
 
 
 def test_failed_check_after_a_restart_escalates(server_factory: Any, tmp_path: Path) -> None:
-    server, action = _approve_and_restart_during_the_wait(server_factory, tmp_path, "escalate")
+    server, action = _approve_and_restart_during_thewait_until(server_factory, tmp_path, "escalate")
 
     def escalated() -> list[dict[str, Any]]:
         events = _timeline(server, action["incident_id"])
         return events if any(e["type"] == "incident.escalated" for e in events) else []
 
-    events = _wait(escalated, "the escalation", server)
+    events = wait_until(escalated, "the escalation", server)
     (failed,) = [e for e in events if e["type"] == "verify.failed"]
     assert "= 3, want < 1" in failed["payload"]["reason"]
     (up,) = [e for e in events if e["type"] == "incident.escalated"]
@@ -109,20 +115,20 @@ def test_failed_check_after_a_restart_escalates(server_factory: Any, tmp_path: P
 
 def test_failed_check_proposes_the_inverse_which_restores_the_flag(server_factory: Any,
                                                                    tmp_path: Path) -> None:
-    server, action = _approve_and_restart_during_the_wait(server_factory, tmp_path, "rollback")
+    server, action = _approve_and_restart_during_thewait_until(server_factory, tmp_path, "rollback")
     rollback_id = f"{action['id']}:rollback"
     with server.client(ADMIN_TOKEN) as admin:
         def proposed() -> dict[str, Any] | None:
             got = admin.get(f"/api/v1/actions/{rollback_id}")
             return got.json() if got.status_code == 200 else None
 
-        rollback = _wait(proposed, "the rollback proposal", server)
+        rollback = wait_until(proposed, "the rollback proposal", server)
         assert rollback["status"] == "pending_approval"  # the inverse needs approval too
         assert rollback["tool"] == "gitops.set_flag"
         assert rollback["args"] == {"flag": "refund-tool", "variant": "on"}
         assert _flag_variant(server) == "off"
         assert admin.post(f"/api/v1/actions/{rollback_id}/approve").status_code == 200
-        _wait(lambda: admin.get(f"/api/v1/actions/{rollback_id}").json()["status"]
+        wait_until(lambda: admin.get(f"/api/v1/actions/{rollback_id}").json()["status"]
               == "succeeded", "the rollback", server)
     assert _flag_variant(server) == "on"
     types = [e["type"] for e in _timeline(server, action["incident_id"])]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,14 @@ import pytest
 
 from tests.e2e.test_personal_data import _database_text
 from tests.integration.test_cli import cli
-from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, load_json
+from tests.support import (
+    ADMIN_TOKEN,
+    SCENARIOS,
+    WEBHOOK_TOKEN,
+    ServerProcess,
+    load_json,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 # The provider-outage scenario's personal data and secret; cost-spike's logs carry none.
@@ -19,16 +25,6 @@ FORBIDDEN = load_json(SCENARIOS / "provider-outage" / "expected.json")["must_not
 # These servers run without a kubeconfig: the Kubernetes step is not proposed, and the timeline
 # says why (tests/e2e/test_kube_scenarios.py runs the same scenario with a cluster).
 NOT_YET_REGISTERED = {"kube.delete_jobs"}
-
-
-def _wait(predicate: Any, what: str, server: ServerProcess, within: float = 60.0) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}\n{server.logs()[-4000:]}")
 
 
 def _run(server_factory: Any, scenario: str, n_proposals: int,
@@ -51,7 +47,7 @@ def _run(server_factory: Any, scenario: str, n_proposals: int,
             pending = [a for a in detail["actions"] if a["status"] == "pending_approval"]
             return detail if detail["findings"] and len(pending) == n_proposals else None
 
-        detail = _wait(settled, f"findings and {n_proposals} pending proposals", server)
+        detail = wait_until(settled, f"findings and {n_proposals} pending proposals", server)
         texts.append(json.dumps(detail))
         actions = admin.get("/api/v1/actions").json()["actions"]
         texts.append(json.dumps(actions))
