@@ -1,4 +1,4 @@
-"""on_fail: rollback restores what the step changed: the prompt text and the replica count."""
+"""Kube and GitOps changes through the runbook path: rollbacks restore, policy limits refuse."""
 
 from __future__ import annotations
 
@@ -93,3 +93,51 @@ async def test_rollback_restores_prompt_text_and_replicas(db: Database, tmp_path
         assert kube.replicas("llm-serving", "vllm-llama3-70b") == 2
         assert repo.read_many([(repo.head(), "prompts/shoppal-system.md")])[0] == before_prompt
         client.close()
+
+
+LIMITS_POLICY = """
+version: 1
+defaults:
+  write: {decision: require_approval, required_approvals: 1}
+limits: {allowed_namespaces: [llm-serving], max_replicas: 10, max_total_gpus: 64}
+"""
+SCALES = """
+name: too-big
+description: scales the policy must refuse
+match: {alertname: TooBig}
+steps:
+  - {id: past_max, tool: kube.scale_deployment,
+     args: {namespace: llm-serving, name: vllm-llama3-70b, replicas: 12}}
+  - {id: past_gpus, tool: kube.scale_deployment,
+     args: {namespace: llm-serving, name: vllm-llama3-70b, replicas: 9}}
+  - {id: to_zero, tool: kube.scale_deployment,
+     args: {namespace: llm-serving, name: vllm-llama3-70b, replicas: 0}}
+  - {id: fine, tool: kube.scale_deployment,
+     args: {namespace: llm-serving, name: vllm-llama3-70b, replicas: 8}}
+"""
+
+
+async def test_policy_refuses_scales_past_its_limits(db: Database, tmp_path: Path) -> None:
+    books = tmp_path / "runbooks"
+    books.mkdir()
+    (books / "too-big.yaml").write_text(SCALES)
+    (tmp_path / "policy.yaml").write_text(LIMITS_POLICY)
+    with serve(FakeKube.from_cluster(SCENARIOS / "kv-cache-saturation" / "cluster.json")) as kube:
+        client = KubeClient.from_kubeconfig(kube.kubeconfig(tmp_path / "kubeconfig"))
+        registry = ToolRegistry(kube_tools(client))
+        deps = GraphDeps(db, registry, Policy.load(tmp_path / "policy.yaml"),
+                         RuleReasoner(load_runbooks(books)), Executor(db, registry))
+        incident = await _incident_with_alert(db, "TooBig")
+        await InvestigationRunner(db, build_graph(deps, InMemorySaver())).run(incident.id)
+        async with db.read() as s:
+            got = {a.id.rsplit(":", 1)[1]: a for a in await s.scalars(select(Action))}
+        client.close()
+    assert {k: a.status for k, a in got.items()} == {
+        "past_max": "rejected", "past_gpus": "rejected", "to_zero": "rejected",
+        "fine": "pending_approval"}
+    assert got["past_max"].error == ("limit max_replicas: replicas 12 exceeds the maximum of 10")
+    # GPUs per pod come from the cluster (8), not from the proposal.
+    assert got["past_gpus"].error is not None and "9 replicas × 8 GPUs = 72 GPUs" in \
+        got["past_gpus"].error
+    assert got["to_zero"].error == "limit allow_scale_to_zero: scaling to 0 replicas is not allowed"
+    assert kube.replicas("llm-serving", "vllm-llama3-70b") == 2
