@@ -13,6 +13,7 @@ from typing import Any
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.checkpoint import open_checkpointer
 from agents.intake.batcher import IngestBatcher
@@ -29,8 +30,9 @@ from agents.intake.payloads import (
     GrafanaWebhook,
     PagerDutyEvent,
 )
-from agents.intake.store import IngestResult
+from agents.intake.store import POSTMORTEM, IngestResult, enqueue
 from agents.investigation import InvestigationRunner, start_investigation
+from agents.postmortem import service as postmortem
 from agents.reasoner import RuleReasoner
 from agents.runbooks.loader import load_runbooks
 from agents.specialists.config import SpecialistConfig
@@ -45,11 +47,13 @@ from agents.supervisor import GraphDeps, build_graph
 from agents.toolbox import build_registry
 from agents.worker import WorkerPool
 from core.database import Database
-from core.models import Action, AuditEvent, WorkItem
+from core.errors import NotFound, ValidationFailed
+from core.models import Action, AuditEvent, Incident, WorkItem
 from core.settings import Settings
-from core.timeutil import utcnow
+from core.timeutil import iso, utcnow
 from guardrails import audit
 from guardrails.actions import DecisionResult, decide_and_commit, escalate_due, expire_due
+from guardrails.audit import row_to_export
 from guardrails.executor import Executor, set_kill_switch
 from guardrails.policy import Policy
 from guardrails.tokens import Principal
@@ -64,7 +68,7 @@ class Runtime:
         self.db = db
         self.settings = settings
         self.workers = WorkerPool(
-            db, start_investigation, concurrency=settings.worker_concurrency,
+            db, _handle_item, concurrency=settings.worker_concurrency,
             poll_seconds=settings.worker_poll_seconds, lease_seconds=settings.worker_lease_seconds,
             after=self._after_item,
         )
@@ -123,8 +127,92 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def _after_item(self, item: WorkItem) -> None:
+        if item.kind == POSTMORTEM:
+            await postmortem.publish(self.deps, item.incident_id)
+            return
         assert self.runner is not None
         await self.runner.run(item.incident_id)
+
+    # -- incidents: human resolve, notes, post-mortems -----------------------------------------
+
+    async def resolve_incident(self, incident_id: int, principal: Principal,
+                               via: audit.Via) -> bool:
+        """A human closes the incident; its post-mortem is drafted by the next worker cycle.
+        False if it was already resolved."""
+        async with self.db.write() as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None:
+                raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+            if incident.status != "open":
+                return False
+            now = utcnow()
+            incident.status, incident.open_key = "resolved", None
+            incident.resolved_at = incident.updated_at = now
+            await audit.append(session, type="incident.resolved",
+                               actor=audit.Actor("human", principal.name, via),
+                               incident_id=incident_id, target=f"incident:{incident_id}",
+                               outcome="resolved", payload={"reason": "resolved by a human"})
+            await session.run_sync(lambda s: enqueue(s, incident_id, POSTMORTEM))
+        self.workers.notify()
+        return True
+
+    async def add_note(self, incident_id: int, principal: Principal, text: str,
+                       via: audit.Via) -> dict[str, Any]:
+        """A human note is a new audit event (it never alters one); on a resolved incident it
+        re-resolves the post-mortem."""
+        async with self.db.write() as session:
+            incident = await session.get(Incident, incident_id)
+            if incident is None:
+                raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+            row = await audit.append(
+                session, type="note.added", actor=audit.Actor("human", principal.name, via),
+                incident_id=incident_id, target=f"incident:{incident_id}", outcome="noted",
+                payload={"text": text, "author": principal.name}, flush=True)
+            if incident.status == "resolved":
+                await session.run_sync(lambda s: enqueue(s, incident_id, POSTMORTEM))
+            event = row_to_export(row)
+        self.workers.notify()
+        return event
+
+    async def postmortem(self, incident_id: int) -> dict[str, Any] | None:
+        """The latest revision with what the validator and lint say of it now."""
+        async with self.db.read() as session:
+            if await session.get(Incident, incident_id) is None:
+                raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+            row = await postmortem.latest(session, incident_id)
+            if row is None:
+                return None
+            inp = await postmortem.load_input(session, incident_id)
+            published = await session.get(
+                Action, f"incident-{incident_id}:postmortem:r{row.revision}")
+        return {"incident_id": incident_id, "revision": row.revision, "author": row.author,
+                "created_at": iso(row.created_at), "markdown": row.markdown,
+                "problems": [vars_of(p) for p in postmortem.check(row.markdown, inp)],
+                "published": None if published is None else {
+                    "action_id": published.id, "status": published.status,
+                    "path": published.args.get("path")}}
+
+    async def edit_postmortem(self, incident_id: int, principal: Principal,
+                              markdown: str) -> dict[str, Any]:
+        async with self.db.write() as session:
+            if await session.get(Incident, incident_id) is None:
+                raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+            row, problems = await postmortem.save_edit(session, incident_id, markdown,
+                                                       principal.name)
+        if row is None:
+            raise ValidationFailed("the post-mortem does not pass the validator and the lint",
+                             {"field": "markdown", "problems": [vars_of(p) for p in problems]})
+        await postmortem.publish(self.deps, incident_id)
+        found = await self.postmortem(incident_id)
+        assert found is not None
+        return found
+
+    async def request_postmortem(self, incident_id: int) -> None:
+        async with self.db.write() as session:
+            if await session.get(Incident, incident_id) is None:
+                raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
+            await session.run_sync(lambda s: enqueue(s, incident_id, POSTMORTEM))
+        self.workers.notify()
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
         return await self.batcher.submit(delivery)
@@ -205,6 +293,18 @@ class Runtime:
                 await self.runner.resume_if_decided(incident_id)
         except Exception:
             log.exception("sweep failed")
+
+
+def vars_of(problem: postmortem.Check) -> dict[str, Any]:
+    return {"line": problem.line, "message": problem.message}
+
+
+async def _handle_item(session: AsyncSession, item: WorkItem) -> None:
+    """The exactly-once part of a work item, inside the transaction that completes it."""
+    if item.kind == POSTMORTEM:
+        await postmortem.regenerate(session, item.incident_id)
+    else:
+        await start_investigation(session, item)
 
 
 # The job store keeps jobs by reference ("module:function"), so jobs find the runtime here.

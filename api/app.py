@@ -14,7 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from agents.facade import Runtime
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.routes import actions, audit, health, incidents, tokens, webhooks
+from api.routes import actions, audit, health, incidents, postmortems, tokens, webhooks
 from api.state import AppState
 from core.database import Database, database_from_settings
 from core.settings import Settings, get_settings
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     )
     app.state.metaops = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
     install_error_handlers(app)
-    for module in (webhooks, incidents, actions, audit, tokens, health):
+    for module in (webhooks, incidents, postmortems, actions, audit, tokens, health):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -23,8 +23,10 @@ alert_app = typer.Typer(help="Send alerts (as a webhook sender would).", no_args
 incidents_app = typer.Typer(help="Incidents.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 actions_app = typer.Typer(help="Proposed actions and their approval.", no_args_is_help=True)
+postmortem_app = typer.Typer(help="Post-mortems of resolved incidents.", no_args_is_help=True)
 for _sub, _name in ((db_app, "db"), (token_app, "token"), (alert_app, "alert"),
-                    (incidents_app, "incidents"), (audit_app, "audit"), (actions_app, "actions")):
+                    (incidents_app, "incidents"), (audit_app, "audit"), (actions_app, "actions"),
+                    (postmortem_app, "postmortem")):
     app.add_typer(_sub, name=_name)
 
 EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_CHAIN = 1, 2, 3, 4
@@ -210,6 +212,45 @@ def incidents_show(
     typer.echo("Timeline:")
     for e in inc["timeline"]:
         typer.echo(f"  {e['ts']}  {e['type']:<22} by {e['actor']['id']} via {e['actor']['via']}")
+
+
+@incidents_app.command("resolve")
+def incidents_resolve(incident_id: Annotated[int, typer.Argument(help="Incident id")]) -> None:
+    """Resolve an incident by hand (its post-mortem is drafted next)."""
+    out = _request("POST", f"/api/v1/incidents/{incident_id}/resolve").json()
+    typer.echo(f"incident {incident_id}: {out['message']}")
+
+
+@incidents_app.command("note")
+def incidents_note(
+    incident_id: Annotated[int, typer.Argument(help="Incident id")],
+    text: Annotated[str, typer.Argument(help="The note")],
+) -> None:
+    """Add a note to the incident's timeline (a new audit event)."""
+    out = _request("POST", f"/api/v1/incidents/{incident_id}/notes", json={"text": text}).json()
+    typer.echo(f"note added as event {out['seq']}")
+
+
+@postmortem_app.command("show")
+def postmortem_show(
+    incident_id: Annotated[int, typer.Argument(help="Incident id")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Print the latest post-mortem revision (Markdown), or JSON with the validator's view."""
+    out = _request("GET", f"/api/v1/incidents/{incident_id}/postmortem").json()
+    if as_json:
+        _print_json(out)
+        return
+    typer.echo(out["markdown"])
+    for problem in out["problems"]:
+        typer.echo(f"line {problem['line']}: {problem['message']}", err=True)
+
+
+@postmortem_app.command("regenerate")
+def postmortem_regenerate(incident_id: Annotated[int, typer.Argument(help="Incident id")]) -> None:
+    """Re-resolve the auto-filled sections (sections a human edited are kept)."""
+    _request("POST", f"/api/v1/incidents/{incident_id}/postmortem/regenerate")
+    typer.echo(f"incident {incident_id}: post-mortem regeneration queued")
 
 
 @audit_app.command("verify")

@@ -1,4 +1,5 @@
-"""ORM models: incidents, alerts, work items, audit events, tokens, actions, approvals, findings."""
+"""ORM models: incidents, alerts, work items, audit events, tokens, actions, approvals, findings,
+post-mortem revisions."""
 
 from __future__ import annotations
 
@@ -267,4 +268,22 @@ class Finding(Base):
     kind: Mapped[str] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PostmortemRevision(Base):
+    """One revision of an incident's post-mortem: drafted by metaops or edited by a human."""
+
+    __tablename__ = "postmortem_revisions"
+    __table_args__ = (UniqueConstraint("incident_id", "revision",
+                                       name="uq_postmortem_revisions_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    markdown: Mapped[str] = mapped_column(Text)
+    # The writer's own text this revision started from: what regeneration compares against to
+    # tell the sections a human changed (kept) from the auto-filled ones (re-resolved).
+    auto_markdown: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

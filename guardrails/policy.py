@@ -561,7 +561,9 @@ def _limit_violation(tool: str, args: Mapping[str, Any], limits: Limits,
         if not (isinstance(value, str) and value in allowed):
             return (f"limit {name}: {arg} {_show(value)} is not allowed "
                     f"(allowed: {_list(allowed)})")
-    if limits.allowed_prompts is not None and fnmatchcase(tool, "gitops.*") and "path" in args:
+    # Post-mortems have their own folder, fixed by the tool's argument schema.
+    if (limits.allowed_prompts is not None and fnmatchcase(tool, "gitops.*") and "path" in args
+            and tool != "gitops.publish_postmortem"):
         path = args["path"]
         if not (isinstance(path, str) and _prompt_allowed(path, limits.allowed_prompts)):
             return (f"limit allowed_prompts: path {_show(path)} is not allowed "

@@ -20,10 +20,11 @@ from sqlalchemy.orm import Session, load_only
 from agents.intake.normalize import SEVERITY_RANK, Delivery, NormalizedAlert
 from core.database import insert_for
 from core.models import Alert, Incident, WorkItem
-from core.timeutil import utcnow
+from core.timeutil import iso, utcnow
 from guardrails import audit
 
 INVESTIGATE = "investigate"
+POSTMORTEM = "postmortem"
 _CHUNK = 300  # keeps IN lists well under SQLite's bound-parameter limit
 
 Identity = tuple[str, str, datetime]
@@ -237,6 +238,7 @@ def _resolve_quiet(batch: _Batch, actors: dict[int, audit.Actor]) -> None:
                      actor=actors.get(incident_id, audit.SYSTEM), incident_id=incident_id,
                      target=f"incident:{incident_id}", outcome="resolved",
                      payload={"reason": "all alerts resolved"})
+        enqueue(batch.session, incident_id, POSTMORTEM)
 
 
 def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[IngestResult]:
@@ -261,9 +263,19 @@ def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[Ingest
                 payload={"source": d.source, "alerts": len(d.alerts), "new": result.new_alerts,
                          "updated": result.updated_alerts, "ignored": result.ignored_alerts,
                          "incident_ids": result.incident_ids,
-                         "fingerprints": [a.fingerprint for a in d.alerts[:50]]},
+                         "fingerprints": [a.fingerprint for a in d.alerts[:50]],
+                         # When the alerts say they started: the post-mortem cites this event
+                         # for time to detect.
+                         "starts_at": [iso(a.starts_at) if a.starts_at else None
+                                       for a in d.alerts[:50]],
+                         "ends_at": [iso(a.ends_at) if a.ends_at else None
+                                     for a in d.alerts[:50]]},
             )
             results.append(result)
+            # A late event on a resolved incident re-resolves its post-mortem.
+            for incident_id in touched:
+                if batch.incident(incident_id).status == "resolved":
+                    enqueue(session, incident_id, POSTMORTEM)
         _resolve_quiet(batch, actors)
     session.flush()
     return results

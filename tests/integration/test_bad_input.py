@@ -564,3 +564,41 @@ async def test_tokens_are_not_stored_in_clear(harness: Harness, db: Database) ->
     for token in plaintexts.values():
         assert token not in listing
     assert all(row.token_hash not in listing for row in rows)
+
+
+async def test_incident_notes_resolve_and_postmortem_bad_input(harness: Harness,
+                                                               db: Database) -> None:
+    viewer = await _create_token(harness, "viewer-2", "viewer")
+    r = await harness.client.post("/webhooks/generic", headers=harness.auth(WEBHOOK_TOKEN),
+                                  json={"title": "disk full", "dedup_key": "d1",
+                                        "status": "firing", "severity": "warning"})
+    assert r.status_code == 202, r.text
+    (incident_id,) = r.json()["incident_ids"]
+    base = f"/api/v1/incidents/{incident_id}"
+    for body, name in (({}, "text"), ({"text": ""}, "text"), ({"text": "x" * 5001}, "text"),
+                       ({"text": "ok", "extra": 1}, "extra")):
+        r = await harness.client.post(f"{base}/notes", json=body, headers=harness.auth())
+        err = assert_error_shape(r, 422, "validation_error")
+        assert err["details"]["fields"][0]["field"].split(".")[-1] == name
+    r = await harness.client.post(f"{base}/notes", json={"text": "looked at it"},
+                                  headers=harness.auth())
+    assert r.status_code == 201 and r.json()["type"] == "note.added"
+    for path in (f"{base}/notes", f"{base}/resolve"):
+        r = await harness.client.post(path, json={"text": "hi"}, headers=harness.auth(viewer))
+        assert_error_shape(r, 403, "forbidden")
+    for path in ("/api/v1/incidents/999999/notes", "/api/v1/incidents/999999/resolve"):
+        r = await harness.client.post(path, json={"text": "hi"}, headers=harness.auth())
+        assert_error_shape(r, 404, "not_found")
+    assert_error_shape(await harness.get(f"{base}/postmortem"), 404, "not_found")
+    r = await harness.client.put(f"{base}/postmortem", json={"markdown": ""},
+                                 headers=harness.auth())
+    assert_error_shape(r, 422, "validation_error")
+    from sqlalchemy import func, select
+
+    from core.models import AuditEvent, Incident
+
+    async with db.read() as session:
+        notes = await session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.type.in_(("note.added", "incident.resolved"))))
+        incident = await session.get(Incident, incident_id)
+    assert notes == 1 and incident is not None and incident.status == "open"

@@ -408,7 +408,7 @@ def test_specs_and_effects(registry: ToolRegistry) -> None:
         "gitops.get_flags": "read", "gitops.get_config": "read",
         "gitops.rollback_prompt": "write", "gitops.set_flag": "write",
         "gitops.set_model_alias": "write", "gitops.set_rate_limit": "write",
-        "gitops.block_user": "write"}
+        "gitops.block_user": "write", "gitops.publish_postmortem": "write"}
     for spec in registry.specs().values():
         assert spec.args.model_config.get("extra") == "forbid"
 
@@ -603,3 +603,21 @@ def test_same_action_from_many_threads_commits_once(registry: ToolRegistry,
     assert [r.status for r in results] == ["ok"] * 8
     assert sum(not r.data["already_applied"] for r in results) == 1
     assert count(repo.path) == len(HISTORY) + 1
+
+
+def test_publish_postmortem_commits_once_and_refuses_other_paths(registry: ToolRegistry,
+                                                                repo: GitOpsRepo) -> None:
+    from pydantic import ValidationError
+
+    from tools.gitops.args import PublishPostmortemArgs
+
+    tool = write_tool(registry, "gitops.publish_postmortem")
+    args = PublishPostmortemArgs(path="postmortems/2026-11-27-storm-1.md", content="# PM\n")
+    assert tool.preview(args).summary == "add postmortems/2026-11-27-storm-1.md (2 lines)"
+    assert apply(tool, args, "pm1").status == "ok"
+    assert repo.read("postmortems/2026-11-27-storm-1.md", repo.head()) == b"# PM\n"
+    assert "no change" in tool.preview(args).summary
+    assert tool.inverse(args, tool.preview(args)) is None
+    for bad in ("prompts/x.md", "postmortems/../x.md", "postmortems/2026-11-27-Storm.md"):
+        with pytest.raises(ValidationError):
+            PublishPostmortemArgs(path=bad, content="x")

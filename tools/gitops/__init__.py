@@ -6,7 +6,14 @@ from tools.gitops.bootstrap import SAMPLE_DIR, open_gitops_repo, seed_sample_rep
 from tools.gitops.errors import GitCommandError, GitOpsError, GitOpsRefused
 from tools.gitops.read_tools import DiffPrompt, GetConfig, GetFlags, ListPromptVersions
 from tools.gitops.repo import NULL_OID, GitOpsRepo, Identity
-from tools.gitops.write_tools import BlockUser, RollbackPrompt, SetFlag, SetModelAlias, SetRateLimit
+from tools.gitops.write_tools import (
+    BlockUser,
+    PublishPostmortem,
+    RollbackPrompt,
+    SetFlag,
+    SetModelAlias,
+    SetRateLimit,
+)
 from tools.registry import Tool
 
 __all__ = [
@@ -24,9 +31,9 @@ __all__ = [
 
 
 def gitops_tools(repo: GitOpsRepo) -> list[Tool]:
-    """The nine GitOps tools on `repo`: four READ, five WRITE."""
+    """The ten GitOps tools on `repo`: four READ, six WRITE."""
     return [
         ListPromptVersions(repo), DiffPrompt(repo), GetFlags(repo), GetConfig(repo),
         RollbackPrompt(repo), SetFlag(repo), SetModelAlias(repo), SetRateLimit(repo),
-        BlockUser(repo),
+        BlockUser(repo), PublishPostmortem(repo),
     ]

@@ -86,3 +86,13 @@ class SetRateLimitArgs(_Args):
 
 class BlockUserArgs(_Args):
     user_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@:+-]{0,199}$")
+
+
+PostmortemPath = Annotated[str, Field(
+    pattern=r"^postmortems/[0-9]{4}-[0-9]{2}-[0-9]{2}-[a-z0-9][a-z0-9-]{0,99}\.md$",
+    examples=["postmortems/2026-11-27-hallucination-rate-high.md"])]
+
+
+class PublishPostmortemArgs(_Args):
+    path: PostmortemPath
+    content: str = Field(min_length=1, max_length=500_000)

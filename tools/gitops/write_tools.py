@@ -1,4 +1,5 @@
-"""The WRITE tools: roll back a prompt, set a flag, repoint an alias, set limits, block a user."""
+"""The WRITE tools: roll back a prompt, set a flag, repoint an alias, set limits, block a user,
+publish a post-mortem."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from tools.base import Effect, Preview, ToolSpec
 from tools.gitops import files, history
 from tools.gitops.args import (
     BlockUserArgs,
+    PublishPostmortemArgs,
     RollbackPromptArgs,
     SetFlagArgs,
     SetModelAliasArgs,
@@ -187,3 +189,29 @@ class BlockUser(GitOpsWriteTool[BlockUserArgs]):
 
     def undo(self, args: BlockUserArgs, before: Preview) -> tuple[str, dict[str, Any]] | None:
         return None  # there is no unblock tool; unblocking is a human edit of limits.yaml
+
+
+class PublishPostmortem(GitOpsWriteTool[PublishPostmortemArgs]):
+    spec = ToolSpec("gitops.publish_postmortem",
+                    "Commit a post-mortem (Markdown) as postmortems/YYYY-MM-DD-<slug>.md; a new "
+                    "revision replaces the file in a new commit.", PublishPostmortemArgs,
+                    Effect.WRITE)
+    args_model = PublishPostmortemArgs
+
+    def target(self, args: PublishPostmortemArgs) -> str:
+        return args.path
+
+    def plan(self, args: PublishPostmortemArgs, head: str) -> Plan:
+        old = self.repo.read(args.path, head)
+        new = args.content.encode("utf-8")
+        lines = args.content.count("\n") + 1
+        if old == new:
+            summary = f"{args.path} already has this text; no change"
+        else:
+            summary = f"{'update' if old is not None else 'add'} {args.path} ({lines} lines)"
+        return Plan(args.path, old, new, f"Post-mortem {args.path}", summary,
+                    {"exists": old is not None}, {"lines": lines})
+
+    def undo(self, args: PublishPostmortemArgs,
+             before: Preview) -> tuple[str, dict[str, Any]] | None:
+        return None  # documentation: a later revision supersedes it, nothing to roll back
