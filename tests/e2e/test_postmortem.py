@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,48 @@ def test_postmortem_from_alert_to_published_file(server_factory: Any, tmp_path: 
     assert _git(server, "show", f"HEAD:{path}") == last["markdown"]
     log = _git(server, "log", "-1", "--format=%B", "--", path)
     assert f"Metaops-Action-Id: {done['published']['action_id']}" in log
+
+
+def test_human_resolve_note_and_cli(server_factory: Any) -> None:
+    from tests.integration.test_cli import cli
+
+    scenario = SCENARIOS / "provider-outage"
+    server: ServerProcess = server_factory(
+        METAOPS_LOGS_PATH=json.dumps([str(scenario / "logs.jsonl")]))
+    server.start()
+    env = {"METAOPS_URL": server.url, "METAOPS_TOKEN": ADMIN_TOKEN}
+    sent = cli(["alert", "send", str(scenario / "alerts.json")], METAOPS_URL=server.url,
+               METAOPS_TOKEN=WEBHOOK_TOKEN)
+    assert sent.returncode == 0, sent.stderr
+    with server.client(ADMIN_TOKEN) as admin:
+        incident = wait_until(lambda: admin.get("/api/v1/incidents").json()["incidents"],
+                              "the incident", server)[0]
+        wait_until(lambda: admin.get(f"/api/v1/incidents/{incident['id']}").json()["findings"],
+                   "the log summary", server)
+    note = cli(["incidents", "note", str(incident["id"]), "Provider status page confirms it"],
+               **env)
+    assert note.returncode == 0 and "note added as event" in note.stdout, note.stderr
+    done = cli(["incidents", "resolve", str(incident["id"])], **env)
+    assert done.returncode == 0 and "resolved" in done.stdout, done.stderr
+    with server.client(ADMIN_TOKEN) as admin:
+        def drafted() -> dict[str, Any] | None:
+            got = admin.get(f"/api/v1/incidents/{incident['id']}/postmortem")
+            return got.json() if got.status_code == 200 else None
+
+        first = wait_until(drafted, "the draft", server, within=15)
+    shown = cli(["postmortem", "show", str(incident["id"])], **env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("# Post-mortem:") and shown.stderr == ""
+    assert "OpenAIConnectionError" in shown.stdout
+    assert "Provider status page confirms it" in shown.stdout  # the note is on the timeline
+    for needle in FORBIDDEN:
+        assert needle not in shown.stdout
+    # Nothing new happened: regenerating keeps the same revision.
+    again = cli(["postmortem", "regenerate", str(incident["id"])], **env)
+    assert again.returncode == 0 and "queued" in again.stdout
+    time.sleep(2)
+    with server.client(ADMIN_TOKEN) as admin:
+        latest = drafted()
+        assert latest is not None and latest["revision"] == first["revision"]
+    missing = cli(["postmortem", "show", "999999"], **env)
+    assert missing.returncode == 1 and "999999" in missing.stderr
