@@ -13,7 +13,8 @@ from tools.base import ReadTool
 
 def test_embedded_default_has_gitops_and_no_log_metrics_or_cache(tmp_path: Path) -> None:
     names = build_registry(Settings(env="test", data_dir=tmp_path)).names()
-    assert all(n.startswith("gitops.") for n in names) and len(names) == 9
+    assert all(n.startswith("gitops.") for n in names) and len(names) == 10
+    assert "gitops.publish_postmortem" in names  # no kube.*: no kubeconfig is configured
 
 
 def test_configured_logs_bring_log_tools_and_embedded_metrics(tmp_path: Path) -> None:
