@@ -1,0 +1,1 @@
+"""Slack integration: Block Kit messages built from the API's views."""
