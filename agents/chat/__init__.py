@@ -1,0 +1,1 @@
+"""Chat front end (Slack, web chat): the deterministic command grammar."""
