@@ -35,7 +35,8 @@ def test_flush_removes_only_the_prefix_and_counts(ns: str) -> None:
     assert preview.current == {"keys": 1200} and "delete 1200 keys" in preview.summary
     result = tool.execute(args, action_id="a1", approved_by=["bob"], snapshot=tool.snapshot(args))
     assert result.status == "ok" and result.data["deleted"] == 1200
-    left = sorted(k.decode() for k in client.scan_iter(match=ns + "*"))
+    # SCAN may return a key twice (while Redis rehashes): compare sets.
+    left = sorted({k.decode() for k in client.scan_iter(match=ns + "*")})
     assert len(left) == 31 and all(not k.startswith(f"{ns}semcache:") for k in left)
     again = tool.execute(args, action_id="a2", approved_by=["bob"], snapshot=tool.snapshot(args))
     assert again.data["deleted"] == 0
