@@ -14,7 +14,20 @@ from fastapi import FastAPI
 from api.app import create_app
 from core.database import Database
 from core.settings import Settings
-from tests.support import ADMIN_TOKEN, WEBHOOK_TOKEN, DatabaseFactory, ServerProcess
+from tests.support import ADMIN_TOKEN, BACKEND, WEBHOOK_TOKEN, DatabaseFactory, ServerProcess
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL pass, run only the tests that use a database (through `db_factory`):
+    the others do not depend on the backend and already ran in the SQLite pass. They are
+    deselected (and counted as such), not skipped."""
+    if BACKEND == "sqlite":
+        return
+    keep = [i for i in items if "db_factory" in getattr(i, "fixturenames", ())]
+    drop = [i for i in items if "db_factory" not in getattr(i, "fixturenames", ())]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
