@@ -241,6 +241,16 @@ def _resolve_quiet(batch: _Batch, actors: dict[int, audit.Actor]) -> None:
         enqueue(batch.session, incident_id, POSTMORTEM)
 
 
+def _requeue_postmortems(batch: _Batch, touched: Iterable[int]) -> None:
+    """A late event on an already resolved incident re-resolves its post-mortem: one query
+    for the whole batch, not one per incident."""
+    ids = sorted(set(touched))
+    for chunk in _chunks(ids):
+        for incident_id in batch.session.scalars(select(Incident.id).where(
+                Incident.id.in_(chunk), Incident.status == "resolved")):
+            enqueue(batch.session, int(incident_id), POSTMORTEM)
+
+
 def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[IngestResult]:
     """Store deliveries, in order, inside the caller's write transaction."""
     batch = _Batch(session)
@@ -272,10 +282,7 @@ def store_batch(session: Session, deliveries: Sequence[Delivery]) -> list[Ingest
                                      for a in d.alerts[:50]]},
             )
             results.append(result)
-            # A late event on a resolved incident re-resolves its post-mortem.
-            for incident_id in touched:
-                if batch.incident(incident_id).status == "resolved":
-                    enqueue(session, incident_id, POSTMORTEM)
+        _requeue_postmortems(batch, actors)
         _resolve_quiet(batch, actors)
     session.flush()
     return results

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.auth import require
-from api.errors import validation_failed
+from api.body import body_schema, read_body
 from api.params import MAX_ID, ActionId
 from api.state import AppState, app_state
 from core.errors import NotFound
@@ -111,8 +111,7 @@ async def approve(
             "message": "already approved" if result.already else "approval recorded"}
 
 
-@router.post("/actions/{action_id}/reject", openapi_extra={"requestBody": {"content": {
-    "application/json": {"schema": RejectBody.model_json_schema()}}}})
+@router.post("/actions/{action_id}/reject", openapi_extra=body_schema(RejectBody))
 async def reject(
     action_id: ActionId,
     request: Request,
@@ -120,10 +119,7 @@ async def reject(
     principal: Principal = Depends(approver),
 ) -> dict[str, Any]:
     """Reject with a reason; any reject wins."""
-    try:
-        body = RejectBody.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise validation_failed(list(exc.errors())) from exc
+    body = await read_body(request, RejectBody)
     result = await state.runtime.decide(action_id, principal, "reject", "api", body.reason)
     return {"id": action_id, "status": result.status}
 

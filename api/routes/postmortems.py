@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from api.auth import require
-from api.errors import validation_failed
+from api.body import body_schema, read_body
 from api.params import IncidentId
 from api.state import AppState, app_state
 from core.errors import NotFound
@@ -34,18 +34,6 @@ class PostmortemBody(BaseModel):
     markdown: str = Field(min_length=1, max_length=500_000, pattern=r"^[^\x00]*$")
 
 
-async def _body(request: Request, model: type[BaseModel]) -> Any:
-    try:
-        return model.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise validation_failed(list(exc.errors())) from exc
-
-
-def _json_body(model: type[BaseModel]) -> dict[str, Any]:
-    return {"requestBody": {"content": {"application/json": {
-        "schema": model.model_json_schema()}}}}
-
-
 @router.post("/{incident_id}/resolve")
 async def resolve(incident_id: IncidentId, state: AppState = Depends(app_state),
                   principal: Principal = Depends(approver)) -> dict[str, Any]:
@@ -55,12 +43,12 @@ async def resolve(incident_id: IncidentId, state: AppState = Depends(app_state),
             "message": "resolved" if changed else "already resolved"}
 
 
-@router.post("/{incident_id}/notes", status_code=201, openapi_extra=_json_body(NoteBody))
+@router.post("/{incident_id}/notes", status_code=201, openapi_extra=body_schema(NoteBody))
 async def add_note(incident_id: IncidentId, request: Request,
                    state: AppState = Depends(app_state),
                    principal: Principal = Depends(approver)) -> dict[str, Any]:
     """A human note: a new audit event on the incident (redacted like everything else)."""
-    body: NoteBody = await _body(request, NoteBody)
+    body = await read_body(request, NoteBody)
     return await state.runtime.add_note(incident_id, principal, body.text, "api")
 
 
@@ -94,13 +82,13 @@ async def get_postmortem(
     return found
 
 
-@router.put("/{incident_id}/postmortem", openapi_extra=_json_body(PostmortemBody))
+@router.put("/{incident_id}/postmortem", openapi_extra=body_schema(PostmortemBody))
 async def edit_postmortem(incident_id: IncidentId, request: Request,
                           state: AppState = Depends(app_state),
                           principal: Principal = Depends(approver)) -> dict[str, Any]:
     """A human edit: a new revision if it passes the validator and the blameless lint (422
     naming the lines otherwise)."""
-    body: PostmortemBody = await _body(request, PostmortemBody)
+    body = await read_body(request, PostmortemBody)
     return await state.runtime.edit_postmortem(incident_id, principal, body.markdown)
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.auth import require
-from api.errors import validation_failed
+from api.body import body_schema, read_body
 from api.state import AppState, app_state
 from core.models import ApiToken
 from core.timeutil import iso
@@ -26,8 +26,7 @@ class TokenRequest(BaseModel):
     source: Literal["alertmanager", "grafana", "pagerduty", "generic"] | None = None
 
 
-@router.post("", status_code=201, openapi_extra={"requestBody": {"required": True, "content": {
-    "application/json": {"schema": TokenRequest.model_json_schema()}}}})
+@router.post("", status_code=201, openapi_extra=body_schema(TokenRequest, required=True))
 async def create(
     request: Request,
     state: AppState = Depends(app_state),
@@ -35,10 +34,7 @@ async def create(
 ) -> dict[str, Any]:
     """Create a token; the response is the only time its plaintext is shown."""
     # The body is read after authentication, so an anonymous caller learns nothing from it.
-    try:
-        body = TokenRequest.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise validation_failed(list(exc.errors())) from exc
+    body = await read_body(request, TokenRequest)
     async with state.db.write() as session:
         row, token = await create_token(session, name=body.name, role=body.role,
                                         source=body.source, created_by=principal.name)
