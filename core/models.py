@@ -1,5 +1,5 @@
 """ORM models: incidents, alerts, work items, audit events, tokens, actions, approvals, findings,
-post-mortem revisions."""
+post-mortem revisions, Slack identities and the Slack outbox."""
 
 from __future__ import annotations
 
@@ -287,3 +287,63 @@ class PostmortemRevision(Base):
     auto_markdown: Mapped[str] = mapped_column(Text)
     author: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SlackIdentity(Base):
+    """A Slack user mapped to a metaops principal: the only source of authority in Slack
+    (channel membership never is)."""
+
+    __tablename__ = "slack_identities"
+
+    slack_user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SlackMessage(Base):
+    """The Slack outbox: one message to post, refresh or show to one user. Rows are written in
+    the transactions that cause them (or by the feed that follows the audit trail) and sent
+    later, so a Slack outage delays messages and never blocks anything else."""
+
+    __tablename__ = "slack_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)  # what makes a row once-only
+    # incident | finding | card | execution | escalation | postmortem | text
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(255))  # incident id, finding id, action id, seq
+    op: Mapped[str] = mapped_column(String(16))  # post | refresh | ephemeral | respond
+    incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    channel: Mapped[str | None] = mapped_column(String(80))
+    thread_ts: Mapped[str | None] = mapped_column(String(32))  # a reply in a known thread
+    user: Mapped[str | None] = mapped_column(String(32))  # ephemeral: who sees it
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # text replies
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ts: Mapped[str | None] = mapped_column(String(32))  # the posted message's id
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class SlackReceipt(Base):
+    """An inbound Slack request seen once (event id, click, command): retries are dropped."""
+
+    __tablename__ = "slack_receipts"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class SlackFeed(Base):
+    """How far the Slack feed has read the audit trail (one row)."""
+
+    __tablename__ = "slack_feed"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values people paste from examples; refusing them outside dev stops a demo secret reaching prod.
@@ -14,6 +14,13 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "placeholder", "token", "xxx", "todo",
      "example", "test", "admin", "default", "replace-me", "your-token-here"}
 )
+
+
+class SlackRoute(BaseModel):
+    """Incidents whose labels (and `severity`) equal all of `match` go to `channel`."""
+
+    match: dict[str, str] = Field(min_length=1)
+    channel: str = Field(min_length=1, max_length=80)
 
 
 class Settings(BaseSettings):
@@ -58,11 +65,22 @@ class Settings(BaseSettings):
     runaway_context_factor: float = Field(default=3.0, gt=1)
     # Test hook: the process dies at this point of an execution (only with METAOPS_ENV=test).
     test_crash_point: Literal["before_tool", "after_tool"] | None = None
+    # Slack: off until a bot token and a signing secret (HTTP mode) or an app token (Socket
+    # Mode) are given. Incidents go to the first route whose labels all match, else `channel`.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_routes: list[SlackRoute] = Field(default_factory=list)  # JSON list in env
+    slack_api_url: str = "https://slack.com/api/"
+    slack_socket_mode: bool = False  # set by `metaops slack socket`
+    slack_retry_max_seconds: float = Field(default=300.0, gt=0)
     # Client side (CLI): where the server is and which token to present.
     url: str = "http://127.0.0.1:8080"
     token: SecretStr | None = None
 
-    @field_validator("admin_token", "webhook_token")
+    @field_validator("admin_token", "webhook_token", "slack_bot_token", "slack_signing_secret",
+                     "slack_app_token")
     @classmethod
     def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().strip():
@@ -84,6 +102,12 @@ class Settings(BaseSettings):
                     "word); set a real secret of 16+ characters or METAOPS_ENV=dev"
                 )
         return self
+
+    @property
+    def slack_enabled(self) -> bool:
+        """A bot token plus a way in: a signing secret (HTTP) or an app token (Socket Mode)."""
+        inbound = self.slack_app_token if self.slack_socket_mode else self.slack_signing_secret
+        return self.slack_bot_token is not None and inbound is not None
 
     @property
     def resolved_database_url(self) -> str:
