@@ -15,6 +15,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agents.chat import service as chat
+from agents.chat.grammar import Proposal
 from agents.checkpoint import open_checkpointer
 from agents.intake.batcher import IngestBatcher
 from agents.intake.normalize import (
@@ -214,15 +216,40 @@ class Runtime:
             await session.run_sync(lambda s: enqueue(s, incident_id, POSTMORTEM))
         self.workers.notify()
 
+    # -- chat (agents/chat/service.py) ----------------------------------------------------------
+    # Imported here so this block stays self-contained; it can move to the top-level imports.
+
+    async def chat_logs(self, service: str, window: timedelta) -> dict[str, Any]:
+        """`service`'s error log patterns over the last `window` (redacted)."""
+        return await chat.read_logs(self.deps, service, window)
+
+    async def chat_cost(self, window: timedelta) -> dict[str, Any]:
+        """LLM spend over the last `window` (redacted)."""
+        return await chat.read_cost(self.deps, window)
+
+    async def chat_propose(self, proposal: Proposal, principal: Principal, via: audit.Via,
+                           incident_id: int | None = None) -> str:
+        """A chat proposal through the gate; its action id."""
+        action_id = await chat.propose(self.deps, proposal, principal, via, incident_id)
+        async with self.db.read() as session:
+            action = await session.get(Action, action_id)
+        if action is not None and action.status == "approved":
+            # Allowed by policy without approval: no graph holds this action, so run it here.
+            self._spawn(self.executor.execute(action_id))
+        return action_id
+
     async def ingest(self, delivery: Delivery) -> IngestResult:
         return await self.batcher.submit(delivery)
 
     async def decide(self, action_id: str, principal: Principal, decision: str, via: str,
                      reason: str | None = None) -> DecisionResult:
-        """Record a human decision, then let the incident's graph carry on in the background."""
+        """Record a human decision, then let the incident's graph carry on in the background
+        (an action of no incident, e.g. proposed in chat, is simply run once approved)."""
         result = await decide_and_commit(self.db, action_id, principal, decision, via, reason)
         if result.changed and result.action.incident_id is not None:
             self._spawn(self._continue(result.action.incident_id, action_id))
+        elif result.changed and result.status == "approved":
+            self._spawn(self.executor.execute(action_id))
         return result
 
     async def _continue(self, incident_id: int, action_id: str) -> None:

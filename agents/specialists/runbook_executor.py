@@ -114,11 +114,12 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
     return run
 
 
-async def propose_write(deps: GraphDeps, incident_id: int, tool: WriteTool, args: Any,
+async def propose_write(deps: GraphDeps, incident_id: int | None, tool: WriteTool, args: Any,
                         action_id: str, actor: audit.Actor, *, requested_by: str, source: str,
                         tighten: PolicyOverride | None = None) -> None:
     """One write through the gate: preview, snapshot, inverse, policy (only ever tightened),
-    then the proposal row; a no-op when `action_id` was proposed before."""
+    then the proposal row; a no-op when `action_id` was proposed before. `incident_id` is None
+    for a change asked for outside any incident (chat)."""
     async with deps.db.read() as session:
         if await session.get(Action, action_id) is not None:
             return  # proposed before this node re-ran
@@ -129,7 +130,7 @@ async def propose_write(deps: GraphDeps, incident_id: int, tool: WriteTool, args
     inverse = await asyncio.to_thread(tool.inverse, args, preview)
     async with deps.db.read() as session:
         ctx = PolicyContext(
-            incident_id=str(incident_id), requested_by=None,
+            incident_id=None if incident_id is None else str(incident_id), requested_by=None,
             actions_last_hour_for_tool=await count_last_hour(session, tool.spec.name),
             actions_for_incident=await count_for_incident(session, incident_id),
             actions_for_incident_for_tool=await count_for_incident(session, incident_id,

@@ -157,7 +157,7 @@ async def _on_fail(deps: GraphDeps, action: Action, ref: StepRef, outcome: Outco
             assert isinstance(tool, WriteTool)
             args = tool.spec.args.model_validate(action.inverse["args"])
             # The inverse is a change like any other: through policy and human approval.
-            await propose_write(deps, action.incident_id or 0, tool, args,
+            await propose_write(deps, action.incident_id, tool, args,
                                 f"{action.id}:rollback", AGENT,
                                 requested_by=f"runbook:{ref.runbook.name}",
                                 source=f"rollback:{action.id}", tighten=ref.step.policy)

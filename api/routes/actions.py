@@ -12,9 +12,9 @@ from api.auth import require
 from api.body import body_schema, read_body
 from api.params import MAX_ID, ActionId
 from api.state import AppState, app_state
+from api.views import action_view, approvals_for
 from core.errors import NotFound
 from core.models import Action, ActionApproval
-from core.timeutil import iso
 from guardrails import audit
 from guardrails.executor import kill_switch_on
 from guardrails.tokens import Principal
@@ -25,39 +25,9 @@ STATUSES = ("proposed", "pending_approval", "approved", "executing", "succeeded"
             "rejected", "expired", "stale", "cancelled")
 
 
-def action_view(action: Action, approvals: list[ActionApproval]) -> dict[str, Any]:
-    return {
-        "id": action.id,
-        "incident_id": action.incident_id,
-        "tool": action.tool,
-        "effect": action.effect,
-        "args": action.args,
-        "status": action.status,
-        "preview": action.preview,
-        "policy": action.decision,
-        "required_approvals": action.required_approvals,
-        "approver_role": action.approver_role,
-        "requested_by": action.requested_by,
-        "approvals": [{"by": a.principal, "decision": a.decision, "via": a.via,
-                       "at": iso(a.created_at), "reason": a.reason} for a in approvals],
-        "expires_at": iso(action.expires_at) if action.expires_at else None,
-        "inverse": action.inverse,
-        "result": action.result,
-        "error": action.error,
-        "created_at": iso(action.created_at),
-        "executed_at": iso(action.executed_at) if action.executed_at else None,
-    }
-
-
 async def _approvals(state: AppState, ids: list[str]) -> dict[str, list[ActionApproval]]:
-    out: dict[str, list[ActionApproval]] = {i: [] for i in ids}
-    if not ids:
-        return out
     async with state.db.read() as session:
-        for row in await session.scalars(select(ActionApproval).where(
-                ActionApproval.action_id.in_(ids)).order_by(ActionApproval.id)):
-            out[row.action_id].append(row)
-    return out
+        return await approvals_for(session, ids)
 
 
 @router.get("/actions")

@@ -11,11 +11,8 @@ from sqlalchemy import func, select
 from api.auth import require
 from api.params import MAX_ID, IncidentId, utc_param
 from api.state import AppState, app_state
-from api.views import alert_view, incident_view
-from core.errors import NotFound
-from core.models import Action, Alert, AuditEvent, Finding, Incident
-from core.timeutil import iso
-from guardrails.audit import row_to_export
+from api.views import incident_detail, incident_view
+from core.models import Alert, Incident
 from guardrails.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/incidents", tags=["incidents"])
@@ -66,29 +63,4 @@ async def get_incident(
 ) -> dict[str, Any]:
     """One incident with its alerts, findings, actions and timeline (its audit events)."""
     async with state.db.read() as session:
-        incident = await session.get(Incident, incident_id)
-        if incident is None:
-            raise NotFound(f"no incident {incident_id}", {"field": "incident_id"})
-        alerts = (await session.scalars(
-            select(Alert).where(Alert.incident_id == incident_id).order_by(Alert.id))).all()
-        events = (await session.scalars(
-            select(AuditEvent).where(AuditEvent.incident_id == incident_id)
-            .order_by(AuditEvent.seq))).all()
-        actions = list((await session.scalars(
-            select(Action).where(Action.incident_id == incident_id)
-            .order_by(Action.created_at))).all())
-        findings = (await session.scalars(
-            select(Finding).where(Finding.incident_id == incident_id).order_by(Finding.id))).all()
-    out = incident_view(incident, len(alerts))
-    out["alerts"] = [alert_view(a) for a in alerts]
-    out["findings"] = [
-        {"specialist": f.specialist, "kind": f.kind, "summary": f.summary, "data": f.data,
-         "created_at": iso(f.created_at)} for f in findings]
-    out["actions"] = [{"id": a.id, "tool": a.tool, "status": a.status,
-                       "preview": a.preview.get("summary"), "args": a.args} for a in actions]
-    out["timeline"] = [
-        {"seq": e["seq"], "ts": e["ts"], "type": e["type"], "actor": e["actor"],
-         "outcome": e["outcome"], "payload": e["payload"]}
-        for e in map(row_to_export, events)
-    ]
-    return out
+        return await incident_detail(session, incident_id)
