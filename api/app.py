@@ -14,7 +14,18 @@ from fastapi.openapi.utils import get_openapi
 from agents.facade import Runtime
 from api.errors import install_error_handlers
 from api.metrics import Metrics
-from api.routes import actions, audit, health, incidents, postmortems, tokens, webhooks
+from api.routes import (
+    actions,
+    audit,
+    chat,
+    health,
+    incidents,
+    postmortems,
+    slack,
+    tokens,
+    webhooks,
+)
+from api.slack import service as slack_service
 from api.state import AppState
 from core.database import Database, database_from_settings
 from core.settings import Settings, get_settings
@@ -48,9 +59,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await bootstrap(db, settings)
         await runtime.start()
+        if state.slack is not None:
+            await state.slack.start()
         try:
             yield
         finally:
+            if state.slack is not None:
+                await state.slack.stop()
             await runtime.stop()
             await db.dispose()
 
@@ -60,9 +75,11 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         description="Autonomous operations for LLM applications: alerts in, incidents, audit.",
         lifespan=lifespan,
     )
-    app.state.metaops = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
+    state = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
+    state.slack = slack_service.build(state)
+    app.state.metaops = state
     install_error_handlers(app)
-    for module in (webhooks, incidents, postmortems, actions, audit, tokens, health):
+    for module in (webhooks, incidents, postmortems, actions, audit, tokens, health, slack, chat):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

@@ -24,9 +24,13 @@ incidents_app = typer.Typer(help="Incidents.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 actions_app = typer.Typer(help="Proposed actions and their approval.", no_args_is_help=True)
 postmortem_app = typer.Typer(help="Post-mortems of resolved incidents.", no_args_is_help=True)
+principal_app = typer.Typer(help="Slack users and the principals they act as.",
+                            no_args_is_help=True)
+slack_app = typer.Typer(help="Slack.", no_args_is_help=True)
 for _sub, _name in ((db_app, "db"), (token_app, "token"), (alert_app, "alert"),
                     (incidents_app, "incidents"), (audit_app, "audit"), (actions_app, "actions"),
-                    (postmortem_app, "postmortem")):
+                    (postmortem_app, "postmortem"), (principal_app, "principal"),
+                    (slack_app, "slack")):
     app.add_typer(_sub, name=_name)
 
 EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH, EXIT_CHAIN = 1, 2, 3, 4
@@ -387,6 +391,84 @@ def actions_reject(
     """Reject an action; any reject wins."""
     r = _request("POST", f"/api/v1/actions/{action_id}/reject", json={"reason": reason}).json()
     typer.echo(f"rejected: {r['id']} is {r['status']}")
+
+
+def _on_database(work: Any) -> Any:
+    """Run `work(session)` in one write transaction on the configured database."""
+    from core.database import database_from_settings
+
+    settings = _settings()
+
+    async def run() -> Any:
+        db = database_from_settings(settings)
+        try:
+            async with db.write() as session:
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except MetaopsError as exc:
+        fail(exc.message)
+
+
+@principal_app.command("add")
+def principal_add(
+    name: Annotated[str, typer.Option(help="Principal name (as in approvals and the audit)")],
+    slack_user: Annotated[str, typer.Option(help="Slack user id, e.g. U0123ABCD")],
+    role: Annotated[str, typer.Option(help="viewer | approver | admin")],
+) -> None:
+    """Map a Slack user to a principal: what they may do in Slack comes from this role only."""
+    from guardrails import audit
+    from guardrails.identities import add_identity
+
+    _on_database(lambda session: add_identity(
+        session, slack_user_id=slack_user, name=name, role=role, created_by="cli",
+        actor=audit.Actor("human", "cli", "cli")))
+    typer.echo(f"Slack user {slack_user} acts as {name} ({role})")
+
+
+@principal_app.command("remove")
+def principal_remove(
+    slack_user: Annotated[str, typer.Option(help="Slack user id")],
+) -> None:
+    """Unmap a Slack user: from now on their clicks and commands are refused."""
+    from guardrails import audit
+    from guardrails.identities import remove_identity
+
+    _on_database(lambda session: remove_identity(session, slack_user,
+                                                 audit.Actor("human", "cli", "cli")))
+    typer.echo(f"Slack user {slack_user} is no longer mapped")
+
+
+@principal_app.command("list")
+def principal_list() -> None:
+    """The Slack users mapped to principals."""
+    from guardrails.identities import list_identities
+
+    async def rows(session: Any) -> list[tuple[str, str, str]]:
+        return [(r.slack_user_id, r.name, r.role) for r in await list_identities(session)]
+
+    for user, name, role in _on_database(rows):
+        typer.echo(f"{user}\t{name}\t{role}")
+
+
+@slack_app.command("socket")
+def slack_socket(
+    host: Annotated[str | None, typer.Option(help="Bind address (METAOPS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (METAOPS_PORT)")] = None,
+) -> None:
+    """Serve as `metaops serve` does, with Slack over Socket Mode (no public Request URL):
+    needs METAOPS_SLACK_BOT_TOKEN and METAOPS_SLACK_APP_TOKEN (xapp-...)."""
+    import os
+
+    os.environ["METAOPS_SLACK_SOCKET_MODE"] = "true"
+    get_settings.cache_clear()
+    settings = _settings()
+    if settings.slack_bot_token is None or settings.slack_app_token is None:
+        fail("Socket Mode needs METAOPS_SLACK_BOT_TOKEN and METAOPS_SLACK_APP_TOKEN")
+    serve(host=host, port=port)
 
 
 @app.command()

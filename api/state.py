@@ -1,9 +1,10 @@
-"""Per-app state shared by routes: settings, database, runtime, metrics, token cache."""
+"""Per-app state shared by routes: settings, database, runtime, metrics, token cache, Slack."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
@@ -12,6 +13,9 @@ from api.metrics import Metrics
 from core.database import Database
 from core.settings import Settings
 from guardrails.tokens import Principal
+
+if TYPE_CHECKING:
+    from api.slack.service import SlackService
 
 
 @dataclass
@@ -40,6 +44,7 @@ class AppState:
     runtime: Runtime
     metrics: Metrics
     tokens: TokenCache = field(default_factory=TokenCache)
+    slack: SlackService | None = None  # None: Slack is not configured
 
 
 def app_state(request: Request) -> AppState:

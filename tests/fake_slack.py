@@ -35,6 +35,7 @@ BOT_USER_ID = "U07OPSBOT01"
 BOT_ID = "B07OPSBOT01"
 BOT_NAME = "ops-agent"
 BOT_TOKEN = "xoxb-7261-fake-slack-bot-token"
+APP_TOKEN = "xapp-1-A07OPSAGNT1-7261-fake-slack-app-token"
 ONCALL_USER_ID = "U02ONCALL01"
 ONCALL_USER_NAME = "priya.oncall"
 CHANNEL_ID = "C05LLMOPS01"
@@ -379,6 +380,8 @@ class FakeSlack:
     #llm-incidents (C05LLMOPS01), on-call user U02ONCALL01 with DM D07ONCALL01, bot U07OPSBOT01."""
 
     tokens: set[str] = field(default_factory=lambda: {BOT_TOKEN})
+    app_token: str = APP_TOKEN
+    socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
     team_id: str = TEAM_ID
     team_name: str = TEAM_NAME
     team_domain: str = TEAM_DOMAIN
@@ -633,6 +636,13 @@ class FakeSlack:
             token = params.get("token")
         if not token:
             return 200, {}, {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":
+            # Only an app-level token (xapp-) opens a Socket Mode connection.
+            if token != self.app_token:
+                return 200, {}, {"ok": False, "error": "not_allowed_token_type"}
+            if self.socket_url is None:
+                return 200, {}, {"ok": False, "error": "socket_mode_not_enabled"}
+            return 200, {}, {"ok": True, "url": self.socket_url}
         if token not in self.tokens:
             return 200, {}, {"ok": False, "error": "invalid_auth"}
         if parse_error:

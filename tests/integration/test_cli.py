@@ -61,3 +61,29 @@ def test_client_commands_fail_clearly(server_factory: Any) -> None:
     assert webhook_cannot_read.returncode == 3
     for done in (down, no_token, wrong, viewer_needed, webhook_cannot_read):
         assert "Traceback" not in done.stderr
+
+
+def test_principal_mapping_for_slack(db_url: str, tmp_path: Path) -> None:
+    env = {"METAOPS_DATABASE_URL": db_url, "METAOPS_DATA_DIR": str(tmp_path)}
+    added = cli(["principal", "add", "--name", "priya", "--slack-user", "U02ONCALL01",
+                 "--role", "approver"], **env)
+    assert added.returncode == 0, added.stderr
+    assert "U02ONCALL01 acts as priya (approver)" in added.stdout
+    again = cli(["principal", "add", "--name", "p2", "--slack-user", "U02ONCALL01",
+                 "--role", "viewer"], **env)
+    assert again.returncode == 1 and "already mapped" in again.stderr
+    bad_id = cli(["principal", "add", "--name", "x", "--slack-user", "priya", "--role",
+                  "viewer"], **env)
+    assert bad_id.returncode == 1 and "Slack user id looks like" in bad_id.stderr
+    bad_role = cli(["principal", "add", "--name", "x", "--slack-user", "U0BADROLE", "--role",
+                    "webhook"], **env)
+    assert bad_role.returncode == 1 and "role must be one of" in bad_role.stderr
+    listed = cli(["principal", "list"], **env)
+    assert listed.stdout.split() == ["U02ONCALL01", "priya", "approver"]
+    assert cli(["principal", "remove", "--slack-user", "U02ONCALL01"], **env).returncode == 0
+    gone = cli(["principal", "remove", "--slack-user", "U02ONCALL01"], **env)
+    assert gone.returncode == 1 and "is not mapped" in gone.stderr
+    assert "Traceback" not in again.stderr + bad_id.stderr + bad_role.stderr + gone.stderr
+    events = raw_execute(db_url, "SELECT type, target, actor_via FROM audit_events")
+    assert events == [("principal.mapped", "slack-user/U02ONCALL01", "cli"),
+                      ("principal.unmapped", "slack-user/U02ONCALL01", "cli")]
