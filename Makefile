@@ -39,7 +39,19 @@ pytest-postgres: $(STAMP) tools-up
 tools-up:
 	@bash scripts/ensure-services.sh
 
-test: lint typecheck layers pytest-sqlite pytest-postgres
+test: lint typecheck layers pytest
+
+# Both backends at once: the suite mostly waits on child servers, so two passes fit 2 cores.
+# Each pass writes its own log; both are shown, and the target fails if either pass fails.
+pytest: $(STAMP) tools-up
+	@mkdir -p var; \
+	METAOPS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider > var/pytest-sqlite.log 2>&1 & sq=$$!; \
+	METAOPS_TEST_DB=postgresql METAOPS_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider \
+	  > var/pytest-postgres.log 2>&1 & pg=$$!; \
+	rs=0; wait $$sq || rs=$$?; rp=0; wait $$pg || rp=$$?; \
+	echo "== SQLite pass (exit $$rs) =="; cat var/pytest-sqlite.log; \
+	echo "== PostgreSQL pass (exit $$rp) =="; cat var/pytest-postgres.log; \
+	test $$rs -eq 0 && test $$rp -eq 0
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -26,6 +26,8 @@ SCENARIOS = SHARED / "reference" / "scenarios"
 WIRE = SHARED / "reference" / "wire"
 BACKEND = os.environ.get("METAOPS_TEST_DB", "sqlite")
 PG_URL = os.environ.get("METAOPS_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+# A Redis database of the pass's own: the SQLite and PostgreSQL passes may run at once.
+REDIS_TEST_URL = f"redis://127.0.0.1:6379/{9 if BACKEND == 'sqlite' else 10}"
 ADMIN_TOKEN = "mo_test_admin_token_0123456789abcdef"
 WEBHOOK_TOKEN = "mo_test_webhook_token_0123456789abcdef"
 
@@ -131,6 +133,7 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     starts: int = 0
+    command: tuple[str, ...] = ("serve",)  # e.g. ("slack", "socket")
 
     @property
     def url(self) -> str:
@@ -157,7 +160,7 @@ class ServerProcess:
         self.log_path = self.data_dir / f"server-{self.starts}.log"
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve"], cwd=ROOT, env=self.env(),
+            [sys.executable, "-m", "api.cli", *self.command], cwd=ROOT, env=self.env(),
             stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ from tests.fake_kube import FakeKube, serve
 from tests.integration.test_cli import cli
 from tests.support import (
     ADMIN_TOKEN,
+    REDIS_TEST_URL,
     SCENARIOS,
     WEBHOOK_TOKEN,
     ServerProcess,
@@ -22,7 +23,7 @@ from tests.support import (
 
 pytestmark = pytest.mark.slow
 SCENARIO = SCENARIOS / "hallucination-storm"
-REDIS_URL = "redis://127.0.0.1:6379/9"  # a database of its own: the flush is real
+REDIS_URL = REDIS_TEST_URL  # a database of its own: the flush is real
 
 
 def _git(server: ServerProcess, *args: str) -> str:

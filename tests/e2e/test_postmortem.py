@@ -15,6 +15,7 @@ import redis
 
 from tests.support import (
     ADMIN_TOKEN,
+    REDIS_TEST_URL,
     SCENARIOS,
     WEBHOOK_TOKEN,
     ServerProcess,
@@ -56,10 +57,10 @@ def _cited(markdown: str) -> set[int]:
 
 
 def test_postmortem_from_alert_to_published_file(server_factory: Any, tmp_path: Path) -> None:
-    cache = redis.Redis.from_url("redis://127.0.0.1:6379/9")
+    cache = redis.Redis.from_url(REDIS_TEST_URL)
     cache.flushdb()
     cache.mset({f"semcache:q{i}": "answer" for i in range(5)})
-    server: ServerProcess = server_factory(METAOPS_REDIS_URL="redis://127.0.0.1:6379/9",
+    server: ServerProcess = server_factory(METAOPS_REDIS_URL=REDIS_TEST_URL,
                                            METAOPS_LOGS_PATH=json.dumps(
                                                [str(SCENARIO / "logs.jsonl")]))
     server.start()

@@ -45,7 +45,11 @@ def _run(server_factory: Any, scenario: str, n_proposals: int,
                 return None
             detail = admin.get(f"/api/v1/incidents/{listing[0]['id']}").json()
             pending = [a for a in detail["actions"] if a["status"] == "pending_approval"]
-            return detail if detail["findings"] and len(pending) == n_proposals else None
+            # The runbook's completion is audited after its last proposal, in a later
+            # transaction: wait for it too, or the timeline may be read in between.
+            done = any(e["type"] == "runbook.completed" for e in detail["timeline"])
+            return (detail if detail["findings"] and len(pending) == n_proposals and done
+                    else None)
 
         detail = wait_until(settled, f"findings and {n_proposals} pending proposals", server)
         texts.append(json.dumps(detail))
