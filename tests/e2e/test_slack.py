@@ -169,6 +169,14 @@ def test_alert_to_thread_to_approval_in_slack(server_factory: Any, slack: FakeSl
     assert len(slack.history(CHANNEL_ID)) == 1  # updated in place: no second card
     wait_until(lambda: any("gitops.set_model_alias" in r["text"] and r["ts"] != card["ts"]
                            for r in _thread(slack)[1]), "the execution in the thread", server)
+    # Resolving redraws the top message (status) and the post-mortem draft joins the thread.
+    with server.client(ADMIN_TOKEN) as admin:
+        assert admin.post("/api/v1/incidents/1/resolve").status_code == 200
+    wait_until(lambda: "resolved" in slack.message(CHANNEL_ID, top["ts"])["text"],
+               "the top message showing the resolved status", server)
+    assert len(slack.versions(CHANNEL_ID, top["ts"])) >= 2
+    wait_until(lambda: any("Post-mortem" in r["text"] for r in _thread(slack)[1]),
+               "the post-mortem in the thread", server)
     # A double click (two distinct clicks, same person) after the fact changes nothing.
     again = slack.click_body(ONCALL_USER_ID, "metaops_approve", channel=CHANNEL_ID,
                              ts=card["ts"]) if _card(slack, [slack.message(
@@ -207,6 +215,16 @@ def test_chat_in_slack_answers_by_role(server_factory: Any, slack: FakeSlack) ->
                           f"help for {user}", server)[-1]
         assert ("approve ACTION_ID" in hook.payload["text"]) is has_approve
         assert "logs SERVICE" in hook.payload["text"]
+    # A proposal asked for in the incident's thread belongs to the incident, with the asker
+    # as its requester; it waits for approval.
+    ask = slack.mention_body(ONCALL_USER_ID, "flag refund-tool off", channel=CHANNEL_ID,
+                             thread_ts=top["ts"])
+    assert _signed(server, ask, JSON).status_code == 200
+    with server.client(ADMIN_TOKEN) as admin:
+        proposed = wait_until(lambda: [a for a in admin.get("/api/v1/actions").json()["actions"]
+                                       if a["tool"] == "gitops.set_flag"], "the proposal", server)
+    assert proposed[0]["incident_id"] == 1 and proposed[0]["requested_by"] == "priya"
+    assert proposed[0]["status"] == "pending_approval"
     # A DM from an unmapped user: refused, nothing else.
     dm = event_body({"type": "message", "channel_type": "im", "channel": DM_CHANNEL_ID,
                      "user": STRANGER_ID, "text": "status", "ts": "1700000999.000100"})
@@ -214,7 +232,7 @@ def test_chat_in_slack_answers_by_role(server_factory: Any, slack: FakeSlack) ->
     wait_until(lambda: _ephemeral_for(slack, STRANGER_ID, "not mapped"), "DM refusal", server)
     replies = [m for m in slack.thread(CHANNEL_ID, top["ts"]) if m.get("bot_id")]
     mentions_answered = [m for m in replies if api_view["title"] in m.get("text", "")
-                         and m["ts"] != top["ts"]]
+                         and m["ts"] != top["ts"] and not _card(slack, [m])]
     assert len(mentions_answered) == 1
     _ = app_mention_event  # the builder behind mention_body
 
