@@ -90,7 +90,8 @@ class Runtime:
         self._tasks: set[asyncio.Task[Any]] = set()
         # Jobs live in the database (the job store), so scheduled work survives restarts.
         self._scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=db.sync_engine)})
+            jobstores={"default": SQLAlchemyJobStore(
+                engine=db.jobstore_engine(settings.data_dir))})
 
     def _crash_hook(self, point: str) -> None:
         if self.settings.env == "test" and self.settings.test_crash_point == point:

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Executable, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -87,6 +88,7 @@ class Database:
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer = async_sessionmaker(self.engine, expire_on_commit=False)
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._jobstore: Engine | None = None
 
     @property
     def dialect(self) -> str:
@@ -125,8 +127,26 @@ class Database:
         async with self.read() as session:
             await session.execute(text("SELECT 1"))
 
+    def jobstore_engine(self, data_dir: Path) -> Engine:
+        """A synchronous engine for the scheduler's job store, which APScheduler drives on the
+        event loop thread. It must never wait for our write lock (SQLite's single writer,
+        PostgreSQL's advisory lock): the writer holding it may be a coroutine on that very
+        loop, which would then never finish. So on SQLite the jobs get a database file of their
+        own, and on PostgreSQL a plain engine without the lock."""
+        if self._jobstore is None:
+            if self.is_sqlite:
+                data_dir.mkdir(parents=True, exist_ok=True)
+                self._jobstore = create_engine(f"sqlite:///{(data_dir / 'scheduler.db').resolve()}")
+                event.listen(self._jobstore, "connect", _sqlite_pragmas)
+            else:
+                self._jobstore = create_engine(sync_url(self.url), pool_pre_ping=True,
+                                               pool_size=2, max_overflow=2)
+        return self._jobstore
+
     async def dispose(self) -> None:
         self._writer_thread.shutdown(wait=True)
+        if self._jobstore is not None:
+            self._jobstore.dispose()
         self.sync_engine.dispose()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
