@@ -36,10 +36,11 @@ class Inbound:
         """Record a request's identity; False when it was seen before (a Slack retry, or the
         same payload delivered again)."""
         async with self.db.write() as session:
-            result = await session.execute(
+            # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+            inserted = await session.scalar(
                 insert_for(session, SlackReceipt).values(key=key[:255], received_at=utcnow())
-                .on_conflict_do_nothing(index_elements=["key"]))
-            return bool(getattr(result, "rowcount", 0))
+                .on_conflict_do_nothing(index_elements=["key"]).returning(SlackReceipt.key))
+            return inserted is not None
 
     async def _principal(self, user_id: str, bot_user_id: str | None) -> Principal | None:
         if not user_id or user_id == bot_user_id:

@@ -29,10 +29,11 @@ async def enqueue(session: AsyncSession, *, key: str, kind: str, ref: str | int,
               "incident_id": incident_id, "channel": channel, "thread_ts": thread_ts,
               "user": user, "body": body, "status": PENDING, "attempts": 0,
               "next_attempt_at": utcnow(), "created_at": utcnow()}
-    result = await session.execute(
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    inserted = await session.scalar(
         insert_for(session, SlackMessage).values(**values)
-        .on_conflict_do_nothing(index_elements=["key"]))
-    return bool(getattr(result, "rowcount", 0))
+        .on_conflict_do_nothing(index_elements=["key"]).returning(SlackMessage.id))
+    return inserted is not None
 
 
 async def due(session: AsyncSession, now: datetime, limit: int = 100) -> Sequence[SlackMessage]:

@@ -24,6 +24,7 @@ from tests.fake_slack import (
     event_body,
     serve_slack,
     sign,
+    url_verification_body,
 )
 from tests.integration.test_cli import cli
 from tests.support import ADMIN_TOKEN, SCENARIOS, WEBHOOK_TOKEN, ServerProcess, wait_until
@@ -121,6 +122,10 @@ def test_alert_to_thread_to_approval_in_slack(server_factory: Any, slack: FakeSl
     with server.client(ADMIN_TOKEN) as admin:
         action = _action(admin)
         assert action["status"] == "pending_approval"
+        # Saving the Request URL in Slack's app settings: the signed challenge is echoed.
+        secret_word = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+        echoed = _signed(server, url_verification_body(secret_word), JSON)
+        assert echoed.status_code == 200 and secret_word in echoed.text
         click = slack.click_body(ONCALL_USER_ID, "metaops_approve", channel=CHANNEL_ID,
                                  ts=card["ts"])
         # Unsigned, wrongly signed, or replayed from more than 5 minutes ago: 401, no effect.

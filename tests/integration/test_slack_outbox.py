@@ -92,7 +92,10 @@ async def test_sender_threads_honours_429_and_rides_out_outages(
         db: Database, slack: FakeSlack, tmp_path: Path) -> None:
     await _incident(db)
     async with db.write() as session:
-        await outbox.enqueue(session, key="incident:1", kind="incident", ref=1, incident_id=1)
+        assert await outbox.enqueue(session, key="incident:1", kind="incident", ref=1,
+                                    incident_id=1)
+        assert not await outbox.enqueue(session, key="incident:1", kind="incident", ref=1,
+                                        incident_id=1)  # once-only, on both databases
         await outbox.enqueue(session, key="finding:7", kind="finding", ref=7, incident_id=1)
     sender = _sender(db, slack, tmp_path)
 
