@@ -56,6 +56,7 @@ pytest: $(STAMP) tools-up
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/logmine.py
+	$(BIN)/python bench/slack_ack.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
