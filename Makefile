@@ -41,12 +41,13 @@ tools-up:
 
 test: lint typecheck layers pytest
 
-# Both backends at once: the suite mostly waits on child servers, so two passes fit 2 cores.
-# Each pass writes its own log; both are shown, and the target fails if either pass fails.
+# Both backends at once, each into its own log; both are shown, and the target fails if either
+# pass fails. --durations shows where the time goes.
 pytest: $(STAMP) tools-up
 	@mkdir -p var; \
-	METAOPS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider > var/pytest-sqlite.log 2>&1 & sq=$$!; \
+	METAOPS_TEST_DB=sqlite $(BIN)/pytest -q -p no:cacheprovider --durations=15 > var/pytest-sqlite.log 2>&1 & sq=$$!; \
 	METAOPS_TEST_DB=postgresql METAOPS_TEST_PG_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider \
+	  --durations=15 \
 	  > var/pytest-postgres.log 2>&1 & pg=$$!; \
 	rs=0; wait $$sq || rs=$$?; rp=0; wait $$pg || rp=$$?; \
 	echo "== SQLite pass (exit $$rs) =="; cat var/pytest-sqlite.log; \

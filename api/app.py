@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -25,12 +25,14 @@ from api.routes import (
     tokens,
     webhooks,
 )
-from api.slack import service as slack_service
 from api.state import AppState
 from core.database import Database, database_from_settings
 from core.settings import Settings, get_settings
 from guardrails import audit as audit_trail
 from guardrails.tokens import ensure_bootstrap_tokens
+
+if TYPE_CHECKING:
+    from api.slack.service import SlackService
 
 log = logging.getLogger("metaops")
 
@@ -48,6 +50,15 @@ async def bootstrap(db: Database, settings: Settings) -> dict[str, str]:
         print(f"metaops: created {name} token (shown once, store it now): {token}",
               file=sys.stdout, flush=True)
     return created
+
+
+def _slack(state: AppState) -> SlackService | None:
+    if not state.settings.slack_enabled:
+        return None
+    # slack_bolt and aiohttp load only when Slack is on: every server start pays for imports.
+    from api.slack.service import SlackService  # noqa: PLC0415
+
+    return SlackService(state)
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -76,7 +87,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         lifespan=lifespan,
     )
     state = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
-    state.slack = slack_service.build(state)
+    state.slack = _slack(state)
     app.state.metaops = state
     install_error_handlers(app)
     for module in (webhooks, incidents, postmortems, actions, audit, tokens, health, slack, chat):

@@ -18,13 +18,19 @@ from tests.support import ADMIN_TOKEN, BACKEND, WEBHOOK_TOKEN, DatabaseFactory, 
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL pass, run only the tests that use a database (through `db_factory`):
-    the others do not depend on the backend and already ran in the SQLite pass. They are
+    """On the PostgreSQL pass, run only the tests that use a database (through `db_factory`)
+    and are not marked `sqlite_pass`: the others do not depend on the backend (or their SQL is
+    covered on PostgreSQL by integration tests) and already ran in the SQLite pass. They are
     deselected (and counted as such), not skipped."""
     if BACKEND == "sqlite":
         return
-    keep = [i for i in items if "db_factory" in getattr(i, "fixturenames", ())]
-    drop = [i for i in items if "db_factory" not in getattr(i, "fixturenames", ())]
+
+    def wanted(item: pytest.Item) -> bool:
+        return ("db_factory" in getattr(item, "fixturenames", ())
+                and item.get_closest_marker("sqlite_pass") is None)
+
+    keep = [i for i in items if wanted(i)]
+    drop = [i for i in items if not wanted(i)]
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -192,8 +192,3 @@ class SlackService:
                 raise
             except Exception:
                 log.exception("Slack feed round failed")
-
-
-def build(state: AppState) -> SlackService | None:
-    return SlackService(state) if state.settings.slack_enabled else None
-

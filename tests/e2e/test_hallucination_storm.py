@@ -21,7 +21,8 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+# Its SQL (proposals, approvals, executions) runs on PostgreSQL in test_actions, test_graph.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_pass]
 SCENARIO = SCENARIOS / "hallucination-storm"
 REDIS_URL = REDIS_TEST_URL  # a database of its own: the flush is real
 

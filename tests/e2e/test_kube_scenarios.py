@@ -20,7 +20,8 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+# Their SQL (proposals, approvals, claims) runs on PostgreSQL in test_actions and test_rollbacks.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_pass]
 KV = SCENARIOS / "kv-cache-saturation"
 COST = SCENARIOS / "cost-spike"
 

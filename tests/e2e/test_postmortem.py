@@ -56,6 +56,8 @@ def _cited(markdown: str) -> set[int]:
     return {int(n) for n in re.findall(r"\[ev:(\d+)\]", markdown)}
 
 
+# PostgreSQL runs the revisions, notes and re-resolution in test_human_resolve_note_and_cli.
+@pytest.mark.sqlite_pass
 def test_postmortem_from_alert_to_published_file(server_factory: Any, tmp_path: Path) -> None:
     cache = redis.Redis.from_url(REDIS_TEST_URL)
     cache.flushdb()

@@ -189,6 +189,9 @@ def test_alert_to_thread_to_approval_in_slack(server_factory: Any, slack: FakeSl
     assert again is None  # the buttons are gone
 
 
+# On PostgreSQL: chat in test_chat, receipts in the full loop above, the outbox in
+# test_slack_outbox.
+@pytest.mark.sqlite_pass
 def test_chat_in_slack_answers_by_role(server_factory: Any, slack: FakeSlack) -> None:
     server = _server(server_factory, slack)
     _send_alert(server)
@@ -242,6 +245,7 @@ def test_chat_in_slack_answers_by_role(server_factory: Any, slack: FakeSlack) ->
     _ = app_mention_event  # the builder behind mention_body
 
 
+@pytest.mark.sqlite_pass
 def test_slack_down_never_blocks_ingest_or_rest_approvals(server_factory: Any,
                                                             slack: FakeSlack) -> None:
     slack.add_channel(STORAGE_CHANNEL, "storage-oncall")

@@ -22,7 +22,8 @@ from tests.fake_slack_socket import envelope, serve_socket_mode
 from tests.integration.test_cli import cli
 from tests.support import ServerProcess, wait_until
 
-pytestmark = pytest.mark.slow
+# Its SQL (receipts, outbox) runs on PostgreSQL in test_slack's full loop and test_slack_outbox.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_pass]
 
 
 def test_socket_mode_receives_an_event_acks_it_and_answers(server_factory: Any) -> None:

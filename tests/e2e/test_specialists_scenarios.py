@@ -19,7 +19,8 @@ from tests.support import (
     wait_until,
 )
 
-pytestmark = pytest.mark.slow
+# Their SQL (findings, proposals) runs on PostgreSQL in test_graph, test_supervisor, test_chat.
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_pass]
 # The provider-outage scenario's personal data and secret; cost-spike's logs carry none.
 FORBIDDEN = load_json(SCENARIOS / "provider-outage" / "expected.json")["must_not_appear_anywhere"]
 # These servers run without a kubeconfig: the Kubernetes step is not proposed, and the timeline
