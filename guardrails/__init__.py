@@ -1,1 +1,1 @@
-"""Framework-free safety layer: redaction, audit trail, tokens, policy and approvals."""
+"""Framework-free safety: redaction, audit, tokens, identities, policy, approvals, budgets."""
