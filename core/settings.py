@@ -23,6 +23,15 @@ class SlackRoute(BaseModel):
     channel: str = Field(min_length=1, max_length=80)
 
 
+class LLMProvider(BaseModel):
+    """One OpenAI-compatible endpoint: the primary (from METAOPS_LLM_*) or a fallback."""
+
+    name: str = Field(min_length=1, max_length=64)
+    base_url: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=200)
+    api_key: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     """Runtime configuration of one metaops process."""
 
@@ -75,12 +84,31 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     slack_socket_mode: bool = False  # set by `metaops slack socket`
     slack_retry_max_seconds: float = Field(default=300.0, gt=0)
+    # LLM mode: off (deterministic reasoning) until a base URL and a model are given. Fallbacks
+    # are tried in order after the primary, then the deterministic path.
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_fallbacks: list[LLMProvider] = Field(default_factory=list)  # JSON list in env
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    llm_max_retries: int = Field(default=2, ge=0, le=10)  # ours, with backoff, per provider
+    llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
+    llm_backoff_cap_seconds: float = Field(default=8.0, ge=0)
+    llm_prices: dict[str, dict[str, float]] = Field(default_factory=dict)  # USD per 1M tokens
+    llm_budget: dict[str, float] = Field(default_factory=dict)  # guardrails.budget.BudgetLimits
+    llm_breaker: dict[str, float] = Field(default_factory=dict)  # guardrails.breaker.BreakerConfig
+    llm_log_content: bool = False  # prompts and answers (redacted) in the audit trail
+    # Tracing: OpenTelemetry spans are no-ops unless an OTLP/HTTP endpoint is set (a base URL such
+    # as http://collector:4318, /v1/traces is appended); headers as "k=v,k2=v2" (e.g. auth).
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_headers: SecretStr | None = None
+    otel_exporter_otlp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     # Client side (CLI): where the server is and which token to present.
     url: str = "http://127.0.0.1:8080"
     token: SecretStr | None = None
 
     @field_validator("admin_token", "webhook_token", "slack_bot_token", "slack_signing_secret",
-                     "slack_app_token")
+                     "slack_app_token", "llm_api_key")
     @classmethod
     def _not_blank(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not v.get_secret_value().strip():
@@ -102,6 +130,14 @@ class Settings(BaseSettings):
                     "word); set a real secret of 16+ characters or METAOPS_ENV=dev"
                 )
         return self
+
+    @property
+    def llm_providers(self) -> list[LLMProvider]:
+        """The primary (when configured) then the fallbacks, in the order they are tried."""
+        primary = ([LLMProvider(name="primary", base_url=self.llm_base_url, model=self.llm_model,
+                                api_key=self.llm_api_key)]
+                   if self.llm_base_url and self.llm_model else [])
+        return primary + list(self.llm_fallbacks)
 
     @property
     def slack_enabled(self) -> bool:
