@@ -11,6 +11,7 @@ from langgraph.types import interrupt
 from sqlalchemy import select
 
 from agents.reasoner import SPECIALISTS, is_cost_alert
+from agents.routing import claimed_by_rules, llm_route
 from agents.runbooks.context import AlertContext
 from agents.specialist_names import COST_INVESTIGATOR, LOG_SUMMARIZER, RUNBOOK_EXECUTOR
 from agents.specialists.cost_investigator import cost_investigator
@@ -73,19 +74,34 @@ def build_graph(deps: GraphDeps,
     async def supervisor(state: IncidentState) -> dict[str, Any]:
         incident_id = state["incident_id"]
         rows = await deps.alert_rows(incident_id)
-        routes = deps.reasoner.route(_contexts(rows))
+        contexts = _contexts(rows)
+        routes = deps.reasoner.route(contexts)
         # Alert text is screened for instructions aimed at the agent. The screen only flags:
-        # routing and runbooks never read annotations, so nothing flagged can change an action.
+        # runbooks never read annotations, and a model's routing can only pick a specialist
+        # that reads (never writes), so nothing flagged can change an action.
         report = screen({f"alerts[{r.id}]": {"annotations": r.annotations, "title": r.title}
                          for r in rows})
-        async with deps.db.write() as session:
-            seen = (await session.scalars(select(AuditEvent.seq).where(
+        async with deps.db.read() as session:
+            seen = (await session.scalars(select(AuditEvent).where(
                 AuditEvent.incident_id == incident_id,
                 AuditEvent.type == "investigation.routed").limit(1))).first()
-            if seen is None:  # this node re-runs after a crash; record the routing once
+        if seen is not None:  # this node re-runs after a crash: keep the routing recorded
+            return {"routes": list(seen.payload.get("routes", routes)), "done": [],
+                    "proposals": [], "specialist_findings": {}}
+        by = "rules"
+        if (deps.llm is not None and deps.llm.enabled
+                and not claimed_by_rules(deps.reasoner, contexts)):
+            choice = await llm_route(deps.llm, rows, report, incident_id)
+            if choice is not None:
+                routes, by = [choice], "llm"
+        async with deps.db.write() as session:
+            again = (await session.scalars(select(AuditEvent.seq).where(
+                AuditEvent.incident_id == incident_id,
+                AuditEvent.type == "investigation.routed").limit(1))).first()
+            if again is None:  # recorded once, even if two runs raced to here
                 await audit.append(session, type="investigation.routed", actor=SUPERVISOR,
                                    incident_id=incident_id, target=f"incident:{incident_id}",
-                                   outcome="ok", payload={"routes": routes})
+                                   outcome="ok", payload={"routes": routes, "by": by})
                 if report.suspected:
                     await audit.append(session, type="injection.suspected", actor=SUPERVISOR,
                                        incident_id=incident_id, target="alert annotations",
@@ -94,8 +110,8 @@ def build_graph(deps: GraphDeps,
 
     async def log_summarizer_node(state: IncidentState) -> dict[str, Any]:
         incident_id = state["incident_id"]
-        rows = [r for r in await deps.alert_rows(incident_id)
-                if not is_cost_alert(AlertContext.of(r))]
+        every = await deps.alert_rows(incident_id)
+        rows = [r for r in every if not is_cost_alert(AlertContext.of(r))] or every
         window = investigation_window(rows, utcnow(), deps.config)
         found = await log_summarizer(deps, incident_id, window, _services(rows))
         return {**_after(state, LOG_SUMMARIZER), "specialist_findings": {
@@ -103,8 +119,9 @@ def build_graph(deps: GraphDeps,
 
     async def cost_investigator_node(state: IncidentState) -> dict[str, Any]:
         incident_id = state["incident_id"]
-        rows = [r for r in await deps.alert_rows(incident_id)
-                if is_cost_alert(AlertContext.of(r))]
+        every = await deps.alert_rows(incident_id)
+        # The incident's cost alerts; all of its alerts when a model routed it here.
+        rows = [r for r in every if is_cost_alert(AlertContext.of(r))] or every
         window = investigation_window(rows, utcnow(), deps.config)
         services = _services(rows)
         found = await cost_investigator(deps, incident_id, window,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -17,6 +17,9 @@ from guardrails.policy import Policy
 from tools.base import ReadTool, ToolResult
 from tools.registry import ToolRegistry
 
+if TYPE_CHECKING:
+    from agents.llm import LLM
+
 
 @dataclass
 class GraphDeps:
@@ -26,6 +29,7 @@ class GraphDeps:
     reasoner: RuleReasoner
     executor: Executor
     config: SpecialistConfig = field(default_factory=SpecialistConfig)
+    llm: LLM | None = None  # LLM mode; None: the rules decide everything
 
     async def read(self, tool_name: str, args: dict[str, Any]) -> ToolResult | None:
         """Run a READ tool off the event loop; None when the tool is not configured here."""
