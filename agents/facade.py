@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.chat import service as chat
+from agents.chat.freeform import Freeform, FreeformReply
 from agents.chat.grammar import Proposal
 from agents.checkpoint import open_checkpointer
 from agents.intake.batcher import IngestBatcher
@@ -60,13 +62,17 @@ from guardrails.executor import Executor, set_kill_switch
 from guardrails.policy import Policy
 from guardrails.tokens import Principal
 
+if TYPE_CHECKING:
+    from agents.llm import LLM, CallRecord
+
 log = logging.getLogger("metaops.runtime")
 
 
 class Runtime:
     """Background machinery of one server process: ingest, workers, graph runs, the sweep."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, *,
+                 llm_observe: Callable[[CallRecord], None] | None = None) -> None:
         self.db = db
         self.settings = settings
         self.workers = WorkerPool(
@@ -84,7 +90,8 @@ class Runtime:
                                  on_succeeded=self._after_success)
         self.runbooks = load_runbooks(settings.runbooks_dir)
         self.deps = GraphDeps(db, self.registry, self.policy, RuleReasoner(self.runbooks),
-                              self.executor, SpecialistConfig.from_settings(settings))
+                              self.executor, SpecialistConfig.from_settings(settings),
+                              llm=_llm(settings, db, llm_observe))
         self.runner: InvestigationRunner | None = None
         self._stack = AsyncExitStack()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -239,6 +246,15 @@ class Runtime:
             self._spawn(self.executor.execute(action_id))
         return action_id
 
+    async def chat_freeform(self, text: str, principal: Principal, via: audit.Via, *,
+                            incident_id: int | None, conversation: str) -> FreeformReply | None:
+        """LLM mode: the model answers a question the grammar does not know, with READ tools;
+        None without a model or when none answered (the caller shows the help)."""
+        if self.deps.llm is None or not self.deps.llm.enabled:
+            return None
+        return await Freeform(self.deps, self.deps.llm, self.chat_propose).answer(
+            text, principal, via, incident_id=incident_id, conversation=conversation)
+
     async def ingest(self, delivery: Delivery) -> IngestResult:
         return await self.batcher.submit(delivery)
 
@@ -321,6 +337,16 @@ class Runtime:
                 await self.runner.resume_if_decided(incident_id)
         except Exception:
             log.exception("sweep failed")
+
+
+def _llm(settings: Settings, db: Database,
+         observe: Callable[[CallRecord], None] | None) -> LLM | None:
+    """The model client in LLM mode, else None (langchain-openai is then never imported)."""
+    if not settings.llm_providers:
+        return None
+    from agents.llm import LLM  # noqa: PLC0415
+
+    return LLM(settings, db, observe=observe)
 
 
 def vars_of(problem: postmortem.Check) -> dict[str, Any]:

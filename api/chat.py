@@ -322,12 +322,23 @@ async def _dispatch(state: AppState, principal: Principal, command: grammar.Comm
 
 
 async def run_chat(state: AppState, principal: Principal, text: str, *, via: audit.Via,
-                   incident_id: int | None = None) -> ChatReply:
+                   incident_id: int | None = None,
+                   conversation: str | None = None) -> ChatReply:
     """Parse `text` and run it as `principal`: unknown input gets the help, a command above the
     principal's role is refused, and a typed error (core.errors) becomes a reply with ok False.
     `incident_id` is the incident a proposal belongs to (a Slack thread's, say), if any."""
     command = grammar.parse(text)
     if isinstance(command, grammar.Unknown):
+        # LLM mode: a question the grammar does not know goes to the model (READ tools only;
+        # a change it suggests is a proposal like any other). Without an answer: the help.
+        answer = await state.runtime.chat_freeform(
+            text, principal, via, incident_id=incident_id,
+            conversation=conversation or f"{via}:{principal.name}")
+        if answer is not None:
+            return ChatReply(None, True, escape(answer.text),
+                             {"tools": answer.tools_used, "action_ids": answer.action_ids,
+                              "flagged": answer.flagged},
+                             answer.action_ids[0] if answer.action_ids else None)
         return ChatReply(None, False,
                          f"{escape(command.reason)}\n\n{grammar.help_text(principal.role)}")
     canonical = command.canonical()

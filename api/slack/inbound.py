@@ -135,7 +135,8 @@ class Inbound:
                                    f"--slack-user {user_id} --role viewer`"))
             return
         incident_id = await self._incident_of(channel, thread_ts)
-        reply = await run_chat(self.state, principal, text, via="slack", incident_id=incident_id)
+        reply = await run_chat(self.state, principal, text, via="slack", incident_id=incident_id,
+                               conversation=f"slack:{channel}:{reply_ts or thread_ts or ''}")
         message = {"text": blocks.truncate(reply.text, blocks.FALLBACK_TEXT),
                    "blocks": [{"type": "section", "text": {
                        "type": "mrkdwn", "verbatim": True,
