@@ -64,7 +64,8 @@ def _slack(state: AppState) -> SlackService | None:
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     db = db or database_from_settings(settings)
-    runtime = Runtime(db, settings)
+    metrics = Metrics()
+    runtime = Runtime(db, settings, llm_observe=metrics.observe_llm)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
         description="Autonomous operations for LLM applications: alerts in, incidents, audit.",
         lifespan=lifespan,
     )
-    state = AppState(settings=settings, db=db, runtime=runtime, metrics=Metrics())
+    state = AppState(settings=settings, db=db, runtime=runtime, metrics=metrics)
     state.slack = _slack(state)
     app.state.metaops = state
     install_error_handlers(app)

@@ -98,14 +98,21 @@ def serve(
 
     from api.app import create_app
     from core.migrations import upgrade
+    from core.telemetry import setup_tracing
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level=settings.log_level.lower(), access_log=False)
+    tracing = setup_tracing(settings)  # None unless an OTLP endpoint is configured
+    try:
+        uvicorn.run(create_app(settings), host=host or settings.host,
+                    port=port or settings.port, log_level=settings.log_level.lower(),
+                    access_log=False)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # flushes the spans still batched
 
 
 @db_app.command("upgrade")

@@ -200,3 +200,27 @@ async def _incident(db: Database, incident_id: int) -> None:
     async with db.write() as session:
         session.add(Incident(id=incident_id, source="generic", group_key=f"g{incident_id}",
                              title="t", severity="warning"))
+
+
+async def test_calls_feed_the_prometheus_metrics(settings: Settings, db: Database,
+                                                 primary: FakeOpenAI,
+                                                 secondary: FakeOpenAI) -> None:
+    from prometheus_client import generate_latest
+
+    from api.metrics import Metrics
+
+    metrics = Metrics()
+    llm = _llm(settings, db, primary, secondary, llm_max_retries=0,
+               llm_prices={"backup-model": {"input": 1.0, "output": 1.0}})
+    llm.observe = metrics.observe_llm
+    primary.script(error(500))
+    secondary.script(text("ok", prompt_tokens=400_000, completion_tokens=100_000))
+    assert await llm.invoke([HumanMessage("jane.doe@example.com is angry")], Scope("chat")) \
+        is not None
+    shown = generate_latest(metrics.registry).decode()
+    assert ('metaops_llm_calls_total{model="ops-model",outcome="error",provider="primary",'
+            'purpose="chat"} 1.0') in shown
+    assert ('metaops_llm_tokens_total{direction="input",model="backup-model",'
+            'provider="secondary"} 400000.0') in shown
+    assert 'metaops_llm_cost_usd_total{model="backup-model",provider="secondary"} 0.5' in shown
+    assert "jane" not in shown and "angry" not in shown
