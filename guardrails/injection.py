@@ -24,6 +24,7 @@ _KIND_ORDER: Final = (
     "role_play",
     "tool_command",
     "prompt_leak",
+    "fake_turn",
     "encoded_payload",
     "invisible_characters",
 )
@@ -140,11 +141,21 @@ _QUOTES: Final = str.maketrans(
 )
 
 
+# Cyrillic and Greek letters that look like Latin ones: "ignore" spelt with a Cyrillic i and o
+# still reads as "ignore" to a model, so the screen reads it so too (the text is not changed).
+_CONFUSABLES: Final = str.maketrans({
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "і": "i", "ј": "j",
+    "ѕ": "s", "ԁ": "d", "һ": "h", "ӏ": "l", "к": "k", "м": "m", "т": "t", "ո": "n", "ɡ": "g",
+    "α": "a", "ο": "o", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x",
+})
+
+
 @functools.lru_cache(maxsize=4096)
 def _fold_char(ch: str) -> str:
     if ch in _STRIP:
         return ""
-    out = unicodedata.normalize("NFKC", ch).casefold().translate(_QUOTES)
+    out = unicodedata.normalize("NFKC", ch).casefold().translate(_QUOTES).translate(_CONFUSABLES)
     # Lone combining marks ("i\u0307" from casefolding "\u0130", strike-through overlays).
     return "".join(c for c in out if not unicodedata.combining(c))
 
@@ -211,6 +222,16 @@ _OVERRIDE: Final = _rx(
     r"\b(?:ignore|disregard) (?:the |all |any |your )?(?:guardrails?|safety (?:rules|polic(?:y|ies)"
     r"|guidelines))\b",
     r"\b(?:new|updated|revised|real|actual) (?:system )?(?:instructions?|directives?) ?:",
+    r"\b(?:new|updated|revised) (?:instructions?|directives?|orders) (?:from|by)\b",
+    r"\bnew polic(?:y|ies) ?:",
+    r"\bthe (?:real|actual|true) (?:task|job|goal|objective|instruction) (?:is|here is)\b",
+    # Other languages: French, Spanish, Portuguese, Italian, German.
+    r"\bignor[a-z]* (?:(?:toutes|tous|todas|todos|tutte|alle) )?(?:(?:les|las|as|le|die) )?"
+    r"(?:instructions|instrucciones|instrucoes|istruzioni|anweisungen|consignes|regles|reglas)\b",
+    r"\bvergiss (?:alle )?(?:vorherigen |bisherigen |obigen )?(?:anweisungen|regeln"
+    r"|instruktionen)\b",
+    r"\b(?:the )?approvals? (?:gate |step |check )?(?:is|are|has been|have been) (?:now )?"
+    r"(?:disabled|suspended|off|turned off|not (?:needed|required))\b",
     r"\bsystem (?:prompt|instructions?|override) ?:",
     r"\byou must now\b",
     r"\bfrom now on,? (?:you|the (?:assistant|agent|ai|model))\b",
@@ -246,6 +267,8 @@ _ROLE_PLAY: Final = _rx(
     r"\bjailbr(?:eak|oken|eaking|eaks)\b(?! (?:attempts?|detect|detections?|detected|rate"
     r"|ratio|score|classifier|filter|guard|alerts?|metrics?|counts?|events?|requests?|blocked))",
     r"\b(?:developer|god|dan|sudo|jailbreak|unrestricted|unfiltered|evil) mode\b",
+    r"\byou(?: are|'re) (?:now )?in (?:maintenance|debug|admin|override|test|safe|service) "
+    r"mode\b",
     r"\bdo anything now\b",
     r"\bassume the (?:role|persona|identity) of\b",
     r"\bstay in character\b",
@@ -312,13 +335,29 @@ _PROMPT_LEAK: Final = _rx(
     r" (?:above|before this|verbatim)\b",
     r"\bwhat (?:are|were|is) your (?:(?:original|initial|system|hidden|secret|exact) ){0,2}"
     r"(?:instructions|prompt|rules)\b",
+    r"\b(?:contents?|text|copy|wording) of your (?:system )?(?:instructions|prompt|rules)\b",
 )
+
+# Text dressed as another turn of the conversation or as a tool call: chat-template markers,
+# fake system/assistant lines, a closing fence, JSON shaped like a function call.
+_FAKE_TURN: Final = re.compile("|".join(f"(?:{a})" for a in (
+    r"</?(?:system|assistant|user|data|alerts|tool|instructions?|developer)>",
+    r"<\|im_(?:start|end)\|>",
+    r"\[\[? ?(?:system|sys|inst) ?\]\]?",
+    r"(?:^|[.;!?>\]] )(?:system|assistant|developer) ?: ?(?:you|ignore|new|from now|the agent"
+    r"|override|i am|as of now|sure|ok|okay|certainly|of course|yes)\b",
+    r"#{2,} ?(?:instruction|system|response)s?\b",
+    r"\btool ?call ?:",
+    r"\"(?:name|function|tool|tool_name)\" ?: ?\"[\w.-]+\" ?, ?\"(?:arguments|args|parameters"
+    r"|input)\"",
+)))
 
 _TEXT_RULES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
     ("instruction_override", _OVERRIDE),
     ("role_play", _ROLE_PLAY),
     ("tool_command", _TOOL_COMMAND),
     ("prompt_leak", _PROMPT_LEAK),
+    ("fake_turn", _FAKE_TURN),
 )
 
 # Every alternative of a rule above starts with, or needs, one of its words here (at a word
@@ -326,9 +365,14 @@ _TEXT_RULES: Final[tuple[tuple[str, re.Pattern[str]], ...]] = (
 _TRIGGERS: Final[dict[str, tuple[str, ...]]] = {
     "instruction_override": (
         "ignor", "disregard", "forget", "instruction", "directive", "system", "now", "overrid",
-        "approv", "confirm", "permission", "sign", "bypass", "without",
+        "approv", "confirm", "permission", "sign", "bypass", "without", "polic", "task", "job",
+        "goal", "objective", "vergiss", "orders",
     ),
     "role_play": ("now", "act", "pretend", "role", "jailbr", "mode", "assum", "character"),
+    "fake_turn": (
+        "system", "assistant", "user", "data", "alerts", "tool", "instruction", "developer",
+        "im_start", "im_end", "sys", "inst", "response", "name", "function",
+    ),
     "tool_command": (
         "metaops", "ai", "llm", "gpt", "chatgpt", "claude", "assistant", "chatbot", "copilot",
         "autopilot", "agent", "bot", "kubectl", "rm", "curl", "wget", "drop", "truncate",
