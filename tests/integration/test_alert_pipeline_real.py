@@ -76,6 +76,8 @@ def _write_logs(path: Path, now: datetime) -> None:
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
+# Prometheus and Alertmanager, not the database: findings run on PostgreSQL in test_graph.
+@pytest.mark.sqlite_pass
 def test_prometheus_rule_to_findings_through_real_alertmanager(
         server_factory: Any, alertmanager_factory: Any, exporter: str,  # noqa: F811
         tmp_path: Path) -> None:

@@ -168,6 +168,8 @@ def _wait_for(
         time.sleep(0.2)
 
 
+# Alertmanager's behaviour, not the database's: ingest runs on PostgreSQL in test_ingest.
+@pytest.mark.sqlite_pass
 def test_real_alertmanager_resends_update_one_alert_and_resolve_closes_the_incident(
     server_factory: Callable[..., ServerProcess],
     alertmanager_factory: Callable[[str, str], AlertmanagerProcess],

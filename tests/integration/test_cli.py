@@ -63,6 +63,8 @@ def test_client_commands_fail_clearly(server_factory: Any) -> None:
         assert "Traceback" not in done.stderr
 
 
+# On PostgreSQL the Slack full loop (tests/e2e/test_slack.py) maps principals with this CLI.
+@pytest.mark.sqlite_pass
 def test_principal_mapping_for_slack(db_url: str, tmp_path: Path) -> None:
     env = {"METAOPS_DATABASE_URL": db_url, "METAOPS_DATA_DIR": str(tmp_path)}
     added = cli(["principal", "add", "--name", "priya", "--slack-user", "U02ONCALL01",

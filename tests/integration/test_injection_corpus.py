@@ -156,6 +156,8 @@ async def _ask(h: Harness, token: str, question: str) -> dict[str, Any]:
     return dict(r.json())
 
 
+# Its SQL (proposals, audit) runs on PostgreSQL in test_chat, test_llm and test_llm_routing.
+@pytest.mark.sqlite_pass
 async def test_an_obedient_model_changes_nothing_without_approval(app: Harness,
                                                                   model: FakeOpenAI) -> None:
     asker = await _token(app, "alice", "approver")  # the worst case: the asker may propose
