@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import interrupt
@@ -20,6 +22,7 @@ from agents.specialists.log_summarizer import log_summarizer
 from agents.specialists.runbook_executor import action_id_for, run_runbook, small
 from agents.specialists.window import investigation_window
 from core.models import Action, Alert, AuditEvent
+from core.telemetry import incident_attributes, mark_error, tracer
 from core.timeutil import utcnow
 from guardrails import audit
 from guardrails.actions import PENDING
@@ -67,6 +70,31 @@ def _after(state: IncidentState, name: str) -> dict[str, Any]:
 def _next(state: IncidentState) -> str:
     done = set(state.get("done", []))
     return next((r for r in state.get("routes", []) if r not in done), APPROVAL)
+
+
+Node = Callable[[IncidentState], Awaitable[dict[str, Any]]]
+
+
+def _traced(deps: GraphDeps, name: str, node: Node) -> Any:  # LangGraph's node protocols
+    """A span per node run, with the incident id. A pause for approval (LangGraph's interrupt
+    exception) is marked as such, not as an error."""
+    spans = tracer("metaops.graph", deps.tracer_provider)
+
+    async def run(state: IncidentState) -> dict[str, Any]:
+        with spans.start_as_current_span(
+                f"graph.node {name}", record_exception=False, set_status_on_exception=False,
+                attributes={"metaops.graph.node": name,
+                            **incident_attributes(state.get("incident_id"))}) as span:
+            try:
+                return await node(state)
+            except GraphBubbleUp:
+                span.set_attribute("metaops.graph.interrupted", True)
+                raise
+            except Exception as exc:
+                mark_error(span, type(exc).__qualname__)
+                raise
+
+    return run
 
 
 def build_graph(deps: GraphDeps,
@@ -179,14 +207,14 @@ def build_graph(deps: GraphDeps,
         return _next(state) if state.get("routes") else END
 
     builder: StateGraph[IncidentState, Any, Any, Any] = StateGraph(IncidentState)
-    builder.add_node("supervisor", supervisor)
-    builder.add_node(LOG_SUMMARIZER, log_summarizer_node)
-    builder.add_node(COST_INVESTIGATOR, cost_investigator_node)
-    builder.add_node(RUNBOOK_EXECUTOR, runbook_executor_node)
+    builder.add_node("supervisor", _traced(deps, "supervisor", supervisor))
+    builder.add_node(LOG_SUMMARIZER, _traced(deps, LOG_SUMMARIZER, log_summarizer_node))
+    builder.add_node(COST_INVESTIGATOR, _traced(deps, COST_INVESTIGATOR, cost_investigator_node))
+    builder.add_node(RUNBOOK_EXECUTOR, _traced(deps, RUNBOOK_EXECUTOR, runbook_executor_node))
     for name in SPECIALISTS:
         builder.add_conditional_edges(name, _next, [*SPECIALISTS, APPROVAL])
-    builder.add_node(APPROVAL, approval)
-    builder.add_node("execute", execute)
+    builder.add_node(APPROVAL, _traced(deps, APPROVAL, approval))
+    builder.add_node("execute", _traced(deps, "execute", execute))
     builder.add_edge(START, "supervisor")
     builder.add_conditional_edges("supervisor", first, [*SPECIALISTS, END])
     builder.add_edge(APPROVAL, "execute")

@@ -81,7 +81,7 @@ async def run_runbook(deps: GraphDeps, incident_id: int, runbook: Runbook, alert
             args = tool.spec.args.model_validate(planned.args)
             if tool.spec.effect is Effect.READ:
                 assert isinstance(tool, ReadTool)
-                result = await asyncio.to_thread(tool.run, args)
+                result = await deps.run_read(tool, args)
                 context[step.id] = run.steps[step.id] = small(
                     result.data if result.status == "ok" else {"error": result.error})
                 entry["outcome"] = "read" if result.status != "error" else "read_error"
