@@ -9,6 +9,7 @@ from agents.specialist_names import COST_INVESTIGATOR
 from agents.specialists.config import SpecialistConfig
 from agents.specialists.deps import GraphDeps
 from agents.specialists.findings import StoredFinding, load_finding, record_finding
+from agents.specialists.narrative import narrate
 from agents.specialists.window import Window
 
 KIND = "cost_report"
@@ -132,8 +133,12 @@ async def cost_investigator(deps: GraphDeps, incident_id: int, window: Window,
     highlights = {"burn_rate_usd_per_hour": burn_rate, "baseline_burn_rate_usd_per_hour": baseline,
                   "top_users": data["top_users"][:3],
                   "runaway_users": [u["user_id"] for u in runaway]}
-    return await record_finding(deps.db, incident_id, COST_INVESTIGATOR, KIND, summarize(data),
-                                data, highlights)
+    summary = summarize(data)
+    narrative = await narrate(deps, incident_id, summary, highlights)
+    if narrative is not None:
+        data["narrative"] = narrative
+    return await record_finding(deps.db, incident_id, COST_INVESTIGATOR, KIND, summary, data,
+                                highlights)
 
 
 def _per_hour(report: dict[str, Any], span: timedelta) -> float | None:

@@ -7,6 +7,7 @@ from typing import Any
 from agents.specialist_names import LOG_SUMMARIZER
 from agents.specialists.deps import GraphDeps
 from agents.specialists.findings import StoredFinding, load_finding, record_finding
+from agents.specialists.narrative import narrate
 from agents.specialists.window import Window
 from guardrails.injection import screen
 from tools.logs.mining import label
@@ -88,5 +89,8 @@ async def log_summarizer(deps: GraphDeps, incident_id: int, window: Window,
                                 "count": p["count"], "share": p["share"]}
                                for p in data["patterns"][:5]],
                   "totals": data["totals"]}
+    narrative = await narrate(deps, incident_id, summary, highlights)
+    if narrative is not None:
+        data["narrative"] = narrative
     return await record_finding(deps.db, incident_id, LOG_SUMMARIZER, KIND, summary, data,
                                 highlights)

@@ -391,6 +391,8 @@ def finding_message(finding: Mapping[str, Any]) -> dict[str, Any]:
     label = f"*{escape(specialist)}*" + (f" ({escape(str(kind).replace('_', ' '))})"
                                          if kind else "")
     blocks = [_section(f":mag: {label}\n{escape(summary)}")]
+    if data.get("narrative"):  # LLM mode: prose held to the finding's own figures
+        blocks.append(_section(f":speech_balloon: {escape(data['narrative'])}"))
     if kind == "log_patterns":
         patterns = [p for p in _list(data.get("patterns")) if isinstance(p, dict)]
         if patterns:
