@@ -37,6 +37,7 @@ from agents.intake.payloads import (
 from agents.intake.store import POSTMORTEM, IngestResult, enqueue
 from agents.investigation import InvestigationRunner, start_investigation
 from agents.postmortem import service as postmortem
+from agents.postmortem.polish import polish
 from agents.reasoner import RuleReasoner
 from agents.runbooks.loader import load_runbooks
 from agents.specialists.config import SpecialistConfig
@@ -138,6 +139,10 @@ class Runtime:
 
     async def _after_item(self, item: WorkItem) -> None:
         if item.kind == POSTMORTEM:
+            try:
+                await polish(self.deps, item.incident_id)  # LLM mode only; never blocks publish
+            except Exception:
+                log.exception("post-mortem prose for incident %d failed", item.incident_id)
             await postmortem.publish(self.deps, item.incident_id)
             return
         assert self.runner is not None
