@@ -7,18 +7,22 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.database import Database, execute_count, insert_for
 from core.models import Action, ActionClaim, Control
+from core.telemetry import incident_attributes, start_span, tracer
 from core.timeutil import utcnow
 from guardrails import audit
 from guardrails.actions import approvers, params_hash
 from tools.base import ToolResult, WriteTool
 from tools.registry import ToolRegistry
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 log = logging.getLogger("metaops.executor")
 KILL_SWITCH = "kill_switch"
@@ -65,8 +69,10 @@ class Executor:
 
     def __init__(self, db: Database, registry: ToolRegistry,
                  crash_hook: CrashHook | None = None,
-                 on_succeeded: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 on_succeeded: Callable[[str], Awaitable[None]] | None = None,
+                 tracer_provider: TracerProvider | None = None) -> None:
         self._db = db
+        self._tracer = tracer("metaops.tools", tracer_provider)  # None: the global provider
         self._registry = registry
         self._crash = crash_hook or (lambda _point: None)
         # Told the id of every action this executor saw succeed (e.g. to schedule its check).
@@ -124,13 +130,18 @@ class Executor:
                           {"approved_by": approved_by}, "approved")
         # The claim and the `executing` event are committed before the tool runs.
         self._crash("before_tool")
-        try:
-            result = await asyncio.to_thread(
-                tool.execute, args, action_id=action.id, approved_by=approved_by,
-                snapshot=action.snapshot or current)
-        except Exception as exc:
-            log.exception("tool %s raised", action.tool)
-            result = ToolResult.fail(f"{exc.__class__.__name__}: {exc}")
+        with start_span(self._tracer, f"tool {action.tool}", attributes={
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": action.tool,
+                "metaops.tool.effect": action.effect, "metaops.action_id": action.id,
+                **incident_attributes(action.incident_id)}) as span:
+            try:
+                result = await asyncio.to_thread(
+                    tool.execute, args, action_id=action.id, approved_by=approved_by,
+                    snapshot=action.snapshot or current)
+            except Exception as exc:
+                log.exception("tool %s raised", action.tool)
+                result = ToolResult.fail(f"{exc.__class__.__name__}: {exc}")
+            span.set_attribute("metaops.tool.status", result.status)
         self._crash("after_tool")
         return await self._record(action, result)
 

@@ -71,6 +71,11 @@ async def test_why_is_chat_api_failing_reads_the_logs_and_answers(
     seen = _tool_results(model)
     assert "count" in seen and "<data>" in seen
     assert not [v for v in FORBIDDEN if v in seen]
+    # Nor does any of the scenario's personal data reach the audit trail or the metrics.
+    exported = (await llm_app.get("/api/v1/audit/export")).text
+    metrics = (await llm_app.client.get("/metrics")).text
+    assert "llm_call" in exported and "metaops_llm_calls_total" in metrics
+    assert not [v for v in FORBIDDEN if v in exported or v in metrics]
     # The question went in fenced as data, after the system message.
     first = model.completions[0].messages
     assert first[0]["role"] == "system" and "<data>" in first[1]["content"]

@@ -9,6 +9,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+from sqlalchemy import select
 
 from agents.investigation import InvestigationRunner
 from agents.reasoner import RuleReasoner
@@ -16,8 +17,11 @@ from agents.runbooks.loader import load_runbooks
 from agents.supervisor import GraphDeps, build_graph
 from core import telemetry
 from core.database import Database
+from core.models import Action
+from guardrails.actions import decide_and_commit
 from guardrails.executor import Executor
 from guardrails.policy import Policy
+from guardrails.tokens import Principal
 from tests.integration.test_supervisor import RUNBOOK, _incident_with_alert
 from tools.gitops import gitops_tools
 from tools.gitops.bootstrap import open_gitops_repo
@@ -31,8 +35,9 @@ async def test_nodes_and_tools_are_spans_with_the_incident_id(db: Database,
     (tmp_path / "runbooks").mkdir()
     (tmp_path / "runbooks" / "flags-only.yaml").write_text(RUNBOOK)
     registry = ToolRegistry(gitops_tools(open_gitops_repo(tmp_path / "data")))
+    executor = Executor(db, registry, tracer_provider=provider)
     deps = GraphDeps(db, registry, Policy.load(),
-                     RuleReasoner(load_runbooks(tmp_path / "runbooks")), Executor(db, registry),
+                     RuleReasoner(load_runbooks(tmp_path / "runbooks")), executor,
                      tracer_provider=provider)
     runner = InvestigationRunner(db, build_graph(deps, InMemorySaver()))
     incident = await _incident_with_alert(db, "FlagTrouble")
@@ -53,3 +58,13 @@ async def test_nodes_and_tools_are_spans_with_the_incident_id(db: Database,
     assert tool.attributes["metaops.tool.status"] == "ok"
     runbook = nodes["graph.node runbook_executor"]
     assert tool.parent is not None and tool.parent.span_id == runbook.context.span_id
+    # An approved write runs in its own span, with the action and the incident.
+    async with db.read() as session:
+        action = (await session.scalars(select(Action))).one()
+    await decide_and_commit(db, action.id, Principal("alice", "approver"), "approve", "api")
+    assert await executor.execute(action.id) == "succeeded"
+    [write] = [s for s in exporter.get_finished_spans() if s.name == "tool gitops.set_flag"]
+    assert write.attributes is not None
+    assert write.attributes["metaops.action_id"] == action.id
+    assert write.attributes["metaops.incident_id"] == incident.id
+    assert write.attributes["metaops.tool.status"] == "ok"
