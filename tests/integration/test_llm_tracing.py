@@ -274,3 +274,32 @@ async def test_content_logging_puts_the_redacted_text_in_a_span_event(
     assert call["type"] == "tool_call" and call["name"] == "logs_query"
     assert call["arguments"]["query"].startswith("from:[REDACTED:")
     assert output["finish_reason"] == "tool_calls"
+
+
+@pytest.mark.parametrize("log_content", [False, True])
+async def test_no_personal_data_of_the_scenarios_reaches_spans_or_audit(
+        settings: Settings, db: Database, primary: FakeOpenAI,
+        spans: tuple[TracerProvider, InMemorySpanExporter], log_content: bool) -> None:
+    from sqlalchemy import select
+
+    from core.models import AuditEvent
+    from tests.support import SCENARIOS, load_json
+
+    forbidden: list[str] = []
+    for scenario in ("provider-outage", "hallucination-storm", "cost-spike"):
+        expected = load_json(SCENARIOS / scenario / "expected.json")
+        forbidden += expected.get("must_not_appear_anywhere", [])
+    assert forbidden
+    provider, exporter = spans
+    primary.script(text("Looked at it: " + " ".join(forbidden), prompt_tokens=9,
+                        completion_tokens=9))
+    llm = _llm(settings, db, provider, primary, llm_log_content=log_content)
+    # Scenario text as it would reach a model: log excerpts quoted in a question.
+    question = "These lines keep failing: " + " | ".join(forbidden)
+    assert await llm.invoke([HumanMessage(question)], Scope("chat", conversation="c1")) \
+        is not None
+    async with db.read() as session:
+        payloads = [json.dumps(e.payload) for e in await session.scalars(select(AuditEvent))]
+    shown = _exported(exporter) + "\n".join(payloads)
+    assert ("Looked at it" in shown) is log_content  # content only when asked for
+    assert [v for v in forbidden if v in shown] == []
