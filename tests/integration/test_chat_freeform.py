@@ -18,6 +18,9 @@ from tests.conftest import Harness
 from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, serve_openai, text, tool_call
 from tests.integration.test_chat import FORBIDDEN, OUTAGE, _delta, _git, _shift, _token
 
+# Its SQL (proposals, audit) runs on PostgreSQL in test_chat and test_llm.
+pytestmark = pytest.mark.sqlite_pass
+
 
 @pytest.fixture
 def model() -> Iterator[FakeOpenAI]:

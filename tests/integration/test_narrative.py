@@ -27,6 +27,9 @@ from tests.integration.test_supervisor import _scenario_incident
 from tests.support import SCENARIOS
 from tools.registry import ToolRegistry
 
+# Findings run on PostgreSQL in test_supervisor (the same cost investigator).
+pytestmark = pytest.mark.sqlite_pass
+
 
 def test_grounded_numbers_only() -> None:
     facts = {"patterns": [{"count": 1600, "share": 0.8}], "burn": 422.13, "user": "u-4711"}

@@ -17,6 +17,9 @@ from tests.conftest import Harness
 from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, respond, serve_openai, text
 from tests.support import WEBHOOK_TOKEN
 
+# Post-mortem revisions run on PostgreSQL in tests/e2e/test_postmortem.py.
+pytestmark = pytest.mark.sqlite_pass
+
 
 @pytest.fixture
 def model() -> Iterator[FakeOpenAI]:
