@@ -22,7 +22,7 @@ from agents.specialists.log_summarizer import log_summarizer
 from agents.specialists.runbook_executor import action_id_for, run_runbook, small
 from agents.specialists.window import investigation_window
 from core.models import Action, Alert, AuditEvent
-from core.telemetry import incident_attributes, mark_error, tracer
+from core.telemetry import incident_attributes, start_span, tracer
 from core.timeutil import utcnow
 from guardrails import audit
 from guardrails.actions import PENDING
@@ -81,17 +81,13 @@ def _traced(deps: GraphDeps, name: str, node: Node) -> Any:  # LangGraph's node 
     spans = tracer("metaops.graph", deps.tracer_provider)
 
     async def run(state: IncidentState) -> dict[str, Any]:
-        with spans.start_as_current_span(
-                f"graph.node {name}", record_exception=False, set_status_on_exception=False,
-                attributes={"metaops.graph.node": name,
-                            **incident_attributes(state.get("incident_id"))}) as span:
+        with start_span(spans, f"graph.node {name}", not_errors=(GraphBubbleUp,), attributes={
+                "metaops.graph.node": name, **incident_attributes(state.get("incident_id"))}) \
+                as span:
             try:
                 return await node(state)
             except GraphBubbleUp:
                 span.set_attribute("metaops.graph.interrupted", True)
-                raise
-            except Exception as exc:
-                mark_error(span, type(exc).__qualname__)
                 raise
 
     return run

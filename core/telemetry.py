@@ -181,15 +181,19 @@ def mark_error(span: Span, error_type: str, description: str | None = None) -> N
 
 @contextmanager
 def start_span(tracer: Tracer, name: str, *, kind: SpanKind = SpanKind.INTERNAL,
-               attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[Span]:
+               attributes: Mapping[str, AttributeValue] | None = None,
+               not_errors: tuple[type[Exception], ...] = ()) -> Iterator[Span]:
     """start_as_current_span, but an exception escaping the block is recorded by its type only
     (error.type, status ERROR), not as an exception event with its message and traceback.
-    Cancellation and other BaseExceptions pass unmarked."""
+    Cancellation, other BaseExceptions and `not_errors` (control flow, such as LangGraph's
+    interrupt) pass unmarked."""
     with tracer.start_as_current_span(name, kind=kind, attributes=attributes,
                                       record_exception=False,
                                       set_status_on_exception=False) as span:
         try:
             yield span
+        except not_errors:
+            raise
         except Exception as exc:
             mark_error(span, type(exc).__qualname__)
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +87,20 @@ class Harness:
         return self.app.state.metaops.runtime
 
 
-@pytest.fixture
-async def harness(settings: Settings) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def in_process(settings: Settings) -> AsyncIterator[Harness]:
     """The app in-process with its lifespan (ingest batcher and workers) running."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://metaops.test") as c:
             yield Harness(app, c, settings)
+
+
+@pytest.fixture
+async def harness(settings: Settings) -> AsyncIterator[Harness]:
+    async with in_process(settings) as h:
+        yield h
 
 
 @pytest.fixture

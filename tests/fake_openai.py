@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlparse
 
+from core.settings import Settings
+
 # The server speaks what `openai` (and so `langchain_openai.ChatOpenAI`) calls:
 #   POST /v1/chat/completions  -> `chat.completion` JSON, or with `"stream": true` an SSE stream of
 #                                 `chat.completion.chunk` events ended by `data: [DONE]`; with
@@ -632,3 +634,10 @@ def serve_openai(fake: FakeOpenAI | None = None) -> Iterator[FakeOpenAI]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+def configured(settings: Settings, fake: FakeOpenAI, **values: Any) -> Settings:
+    """`settings` in LLM mode with `fake` as the primary provider (no retries by default)."""
+    return settings.model_copy(update={
+        "llm_base_url": fake.base_url, "llm_model": MODEL, "llm_api_key": API_KEY,
+        "llm_max_retries": 0, "llm_timeout_seconds": 5.0, **values})

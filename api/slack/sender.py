@@ -22,6 +22,7 @@ from core.database import Database
 from core.models import Alert, Incident, SlackMessage
 from core.settings import Settings
 from core.timeutil import utcnow
+from guardrails.backoff import retry_after_seconds
 
 log = logging.getLogger("metaops.slack")
 
@@ -217,19 +218,13 @@ class Sender:
             status = exc.response.status_code
             error = str(exc.response.get("error") or f"HTTP {status}")
             if status == 429:
-                retry = exc.response.headers.get("Retry-After") or exc.response.headers.get(
-                    "retry-after")
-                raise Transient(f"{method}: rate limited", _seconds(retry)) from exc
+                # Slack's Retry-After; 1 s when it sent none we can read.
+                retry = retry_after_seconds(dict(exc.response.headers or {}))
+                raise Transient(f"{method}: rate limited", 1.0 if retry is None else retry) \
+                    from exc
             if status >= 500 or error in _TRANSIENT:
                 raise Transient(f"{method}: {error}") from exc
             raise Permanent(f"{method}: {error}") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise Transient(f"{method}: {exc.__class__.__name__}") from exc
         return dict(response.data) if isinstance(response.data, dict) else {}
-
-
-def _seconds(value: Any) -> float:
-    try:
-        return max(0.0, min(float(value), 3600.0))
-    except (TypeError, ValueError):
-        return 1.0

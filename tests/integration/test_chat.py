@@ -10,12 +10,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
-from api.app import create_app
 from core.settings import Settings
-from tests.conftest import Harness
+from tests.conftest import Harness, in_process
 from tests.support import SCENARIOS, load_json
 
 T = TypeVar("T")
@@ -46,17 +44,20 @@ async def outage(settings: Settings, tmp_path: Path,
                  delta: timedelta) -> AsyncIterator[Harness]:
     """The app reading the provider-outage logs moved to the last 91 minutes, so the chat's
     windows (which end now) reach them."""
+    logs = shifted_outage_logs(tmp_path, delta)
+    async with in_process(settings.model_copy(update={"logs_path": [str(logs)]})) as h:
+        yield h
+
+
+def shifted_outage_logs(tmp_path: Path, delta: timedelta) -> Path:
+    """The provider-outage logs moved by `delta`, in a file of their own."""
     logs = tmp_path / "logs.jsonl"
     with logs.open("w", encoding="utf-8") as out:
         for line in (OUTAGE / "logs.jsonl").read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             record["timestamp"] = _shift(record["timestamp"], delta)
             out.write(json.dumps(record) + "\n")
-    app = create_app(settings.model_copy(update={"logs_path": [str(logs)]}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://metaops.test") as c:
-            yield Harness(app, c, settings)
+    return logs
 
 
 async def _eventually(probe: Callable[[], Awaitable[T | None]], what: str,

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from api.app import create_app
 from core.settings import Settings
-from tests.conftest import Harness
-from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, serve_openai, text, tool_call
-from tests.integration.test_chat import FORBIDDEN, OUTAGE, _delta, _git, _shift, _token
+from tests.conftest import Harness, in_process
+from tests.fake_openai import FakeOpenAI, configured, serve_openai, text, tool_call
+from tests.integration.test_chat import FORBIDDEN, _delta, _git, _token, shifted_outage_logs
 
 # Its SQL (proposals, audit) runs on PostgreSQL in test_chat and test_llm.
 pytestmark = pytest.mark.sqlite_pass
@@ -32,21 +29,9 @@ def model() -> Iterator[FakeOpenAI]:
 async def llm_app(settings: Settings, tmp_path: Path,
                   model: FakeOpenAI) -> AsyncIterator[Harness]:
     """The provider-outage logs moved to the last 91 minutes, and a model configured."""
-    delta: timedelta = _delta()
-    logs = tmp_path / "logs.jsonl"
-    with logs.open("w", encoding="utf-8") as out:
-        for line in (OUTAGE / "logs.jsonl").read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            record["timestamp"] = _shift(record["timestamp"], delta)
-            out.write(json.dumps(record) + "\n")
-    configured = settings.model_copy(update={
-        "logs_path": [str(logs)], "llm_base_url": model.base_url, "llm_model": MODEL,
-        "llm_api_key": API_KEY, "llm_max_retries": 0, "llm_timeout_seconds": 5.0})
-    app = create_app(configured)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://metaops.test") as c:
-            yield Harness(app, c, configured)
+    logs = shifted_outage_logs(tmp_path, _delta())
+    async with in_process(configured(settings, model, logs_path=[str(logs)])) as h:
+        yield h
 
 
 async def _ask(h: Harness, token: str, question: str) -> dict[str, Any]:

@@ -12,19 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
-from api.app import create_app
 from core.models import Action, ActionApproval, AuditEvent
 from core.settings import Settings
-from tests.conftest import Harness
+from tests.conftest import Harness, in_process
 from tests.fake_openai import (
-    API_KEY,
-    MODEL,
     FakeOpenAI,
     ToolCall,
+    configured,
     respond,
     serve_openai,
     text,
@@ -139,14 +136,8 @@ async def app(settings: Settings, tmp_path: Path, model: FakeOpenAI) -> AsyncIte
                 out.write(json.dumps({
                     "timestamp": (now + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                     "level": "error", "service": f"svc-{i:02d}", "message": line}) + "\n")
-    configured = settings.model_copy(update={
-        "logs_path": [str(logs)], "llm_base_url": model.base_url, "llm_model": MODEL,
-        "llm_api_key": API_KEY, "llm_max_retries": 0, "llm_timeout_seconds": 5.0})
-    application = create_app(configured)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://metaops.test") as c:
-            yield Harness(application, c, configured)
+    async with in_process(configured(settings, model, logs_path=[str(logs)])) as h:
+        yield h
 
 
 async def _ask(h: Harness, token: str, question: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from tests.fake_openai import (
     API_KEY,
     MODEL,
     FakeOpenAI,
+    configured,
     error,
     rate_limited,
     serve_openai,
@@ -57,15 +58,15 @@ def _llm(settings: Settings, db: Database, primary: FakeOpenAI, secondary: FakeO
     fallbacks = [] if secondary is None else [
         {"name": "secondary", "base_url": secondary.base_url, "model": "backup-model",
          "api_key": "sk-secondary-0123456789"}]
-    configured = settings.model_copy(update={
-        "llm_base_url": primary.base_url, "llm_model": MODEL, "llm_api_key": API_KEY,
-        "llm_fallbacks": Settings.model_validate({"llm_fallbacks": fallbacks}).llm_fallbacks,
-        "llm_timeout_seconds": 2.0, **values})
+    config = configured(
+        settings, primary,
+        llm_fallbacks=Settings.model_validate({"llm_fallbacks": fallbacks}).llm_fallbacks,
+        **{"llm_timeout_seconds": 2.0, "llm_max_retries": 2, **values})
 
     async def sleep(seconds: float) -> None:
         (sleeps if sleeps is not None else []).append(seconds)
 
-    return LLM(configured, db, sleep=sleep, **({"clock": clock} if clock else {}))
+    return LLM(config, db, sleep=sleep, **({"clock": clock} if clock else {}))
 
 
 async def _calls(db: Database) -> list[tuple[str | None, dict[str, Any], int | None, str | None]]:

@@ -20,7 +20,15 @@ from core import telemetry
 from core.database import Database
 from core.models import Incident
 from core.settings import Settings
-from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, error, serve_openai, text, tool_call
+from tests.fake_openai import (
+    MODEL,
+    FakeOpenAI,
+    configured,
+    error,
+    serve_openai,
+    text,
+    tool_call,
+)
 
 PROMPT = [SystemMessage("You route alerts."), HumanMessage("alert: chat-api 5xx")]
 EMAIL = "jane.doe@example.com"
@@ -58,15 +66,15 @@ def _llm(settings: Settings, db: Database, provider: TracerProvider, primary: Fa
     fallbacks = [] if secondary is None else [
         {"name": "secondary", "base_url": secondary.base_url, "model": "backup-model",
          "api_key": "sk-secondary-0123456789"}]
-    configured = settings.model_copy(update={
-        "llm_base_url": primary.base_url, "llm_model": MODEL, "llm_api_key": API_KEY,
-        "llm_fallbacks": Settings.model_validate({"llm_fallbacks": fallbacks}).llm_fallbacks,
-        "llm_timeout_seconds": 2.0, "llm_max_retries": 0, **values})
+    config = configured(
+        settings, primary,
+        llm_fallbacks=Settings.model_validate({"llm_fallbacks": fallbacks}).llm_fallbacks,
+        **{"llm_timeout_seconds": 2.0, **values})
 
     async def sleep(seconds: float) -> None:
         pass
 
-    return LLM(configured, db, sleep=sleep, tracer_provider=provider)
+    return LLM(config, db, sleep=sleep, tracer_provider=provider)
 
 
 async def _incident(db: Database, incident_id: int) -> None:

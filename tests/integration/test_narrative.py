@@ -22,7 +22,14 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from guardrails.executor import Executor
 from guardrails.policy import Policy
-from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, error, respond, serve_openai, text
+from tests.fake_openai import (
+    FakeOpenAI,
+    configured,
+    error,
+    respond,
+    serve_openai,
+    text,
+)
 from tests.integration.test_supervisor import _scenario_incident
 from tests.support import SCENARIOS
 from tools.registry import ToolRegistry
@@ -50,13 +57,10 @@ async def _run(db: Database, settings: Settings, model: FakeOpenAI) -> dict[str,
     from tools.logs.jsonl import JsonlSource
     from tools.metrics.cost import cost_tools
 
-    configured = settings.model_copy(update={
-        "llm_base_url": model.base_url, "llm_model": MODEL, "llm_api_key": API_KEY,
-        "llm_max_retries": 0})
     source = JsonlSource([str(SCENARIOS / "cost-spike" / "logs.jsonl")])
     registry = ToolRegistry(cost_tools(request_log(source)))
     deps = GraphDeps(db, registry, Policy.load(), RuleReasoner([]), Executor(db, registry),
-                     llm=LLM(configured, db))
+                     llm=LLM(configured(settings, model), db))
     incident = await _scenario_incident(db, "CostBurnRateHigh", "2026-11-27T10:15:00Z")
     async with db.read() as s:
         alerts = list(await s.scalars(select(Alert).where(Alert.incident_id == incident.id)))

@@ -8,13 +8,11 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
-from api.app import create_app
 from core.settings import Settings
-from tests.conftest import Harness
-from tests.fake_openai import API_KEY, MODEL, FakeOpenAI, respond, serve_openai, text
+from tests.conftest import Harness, in_process
+from tests.fake_openai import FakeOpenAI, configured, respond, serve_openai, text
 from tests.support import WEBHOOK_TOKEN
 
 # Post-mortem revisions run on PostgreSQL in tests/e2e/test_postmortem.py.
@@ -29,14 +27,8 @@ def model() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 async def app(settings: Settings, model: FakeOpenAI) -> AsyncIterator[Harness]:
-    configured = settings.model_copy(update={
-        "llm_base_url": model.base_url, "llm_model": MODEL, "llm_api_key": API_KEY,
-        "llm_max_retries": 0, "llm_timeout_seconds": 5.0})
-    application = create_app(configured)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://metaops.test") as c:
-            yield Harness(application, c, configured)
+    async with in_process(configured(settings, model)) as h:
+        yield h
 
 
 def _alert(status: str) -> dict[str, Any]:
